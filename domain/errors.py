@@ -1,0 +1,101 @@
+"""The errors the ledger raises, one tree for every layer.
+
+    CasetrailError
+    ├── InputError              the caller sent something the ledger will not record
+    │   ├── MalformedInput      not parseable as strict JSON (HTTP 400)
+    │   ├── InvalidEvent        parseable, but not a valid event (HTTP 422)
+    │   ├── UnknownCase         no such case, or not one the caller may see (HTTP 404)
+    │   └── InvalidParameter    a query parameter, path segment or header is unusable (400)
+    ├── Unauthenticated         no valid API key (HTTP 401)
+    ├── NotPermitted            a valid key without the right (HTTP 403)
+    ├── ConcurrencyConflict     the case moved on since the caller last looked (HTTP 409)
+    ├── IdempotencyKeyReused    a key came back with a different request (HTTP 422)
+    └── LedgerIntegrityError    recorded history, a proof or a signature does not verify
+        ├── ChainBroken         a case's hash chain does not link up
+        ├── ProofError          a Merkle inclusion or consistency proof fails
+        ├── SignatureError      a tree head signature or public key is unacceptable
+        └── BundleError         a dispute bundle is malformed or inconsistent
+
+Every error carries a stable `kind`, which the HTTP layer turns into the problem
+type URI, so a message can be reworded without breaking a client that matches on it.
+"""
+
+from __future__ import annotations
+
+
+class CasetrailError(Exception):
+    """Base of every error the ledger raises on purpose."""
+
+    kind = "casetrail-error"
+
+    def __init__(self, message: str, *, pointer: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pointer = pointer
+
+
+class InputError(CasetrailError):
+    kind = "invalid-input"
+
+
+class MalformedInput(InputError):
+    kind = "malformed-json"
+
+
+class InvalidEvent(InputError):
+    kind = "invalid-event"
+
+
+class UnknownCase(InputError):
+    kind = "case-not-found"
+
+
+class InvalidParameter(InputError):
+    kind = "invalid-parameter"
+
+
+class Unauthenticated(CasetrailError):
+    kind = "unauthorized"
+
+
+class NotPermitted(CasetrailError):
+    kind = "forbidden"
+
+
+class ConcurrencyConflict(CasetrailError):
+    kind = "seq-conflict"
+
+    def __init__(self, message: str, *, current_seq: int, pointer: str | None = None) -> None:
+        super().__init__(message, pointer=pointer)
+        self.current_seq = current_seq
+
+
+class IdempotencyKeyReused(CasetrailError):
+    kind = "idempotency-key-reused"
+
+
+class LedgerIntegrityError(CasetrailError):
+    """The recorded history, a proof or a signature does not verify."""
+
+    kind = "integrity-failure"
+
+
+class ChainBroken(LedgerIntegrityError):
+    kind = "chain-broken"
+
+    def __init__(self, message: str, *, case_id: str, seq: int) -> None:
+        super().__init__(message)
+        self.case_id = case_id
+        self.seq = seq
+
+
+class ProofError(LedgerIntegrityError):
+    kind = "proof-invalid"
+
+
+class SignatureError(LedgerIntegrityError):
+    kind = "signature-invalid"
+
+
+class BundleError(LedgerIntegrityError):
+    kind = "bundle-invalid"
