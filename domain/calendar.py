@@ -142,7 +142,7 @@ def load_calendar(name: str = "cn") -> WorkingDayCalendar:
     return _load_shipped_calendar(name)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _load_shipped_calendar(name: str) -> WorkingDayCalendar:
     # The name becomes a file path, so keep it to a plain word.
     if not _CALENDAR_NAME.match(name):
@@ -202,9 +202,7 @@ def _reject_duplicate_keys(node: object, path: Path) -> None:
             _reject_duplicate_keys(item, path)
 
 
-def _year_schedule(
-    year: int, entry: object, weekend: frozenset[int], where: str
-) -> YearSchedule:
+def _year_schedule(year: int, entry: object, weekend: frozenset[int], where: str) -> YearSchedule:
     fields = _mapping(entry, where)
     _reject_unknown_keys(fields, _YEAR_KEYS, where)
     for required in ("holidays", "workdays"):

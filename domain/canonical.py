@@ -21,6 +21,7 @@ The tests hold both paths to the RFC's vectors and to each other.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 import orjson
@@ -45,13 +46,28 @@ class NotCanonicalizable(ValueError):
     """The value has no RFC 8785 form: NaN, an infinity, a lone surrogate, a non-JSON type."""
 
 
-def canonical_bytes(value: Any) -> bytes:
+_MAY_SORT_DIFFERENTLY = re.compile(rb"[\xee-\xf4]")
+"""UTF-8 lead bytes of U+E000 and above: only keys made of such characters can sort
+differently by code point (orjson) and by UTF-16 code unit (RFC 8785)."""
+
+
+def canonical_bytes(value: Any, *, json_safe: bool = False) -> bytes:
     """Return the RFC 8785 canonical UTF-8 bytes of `value`.
 
     `value` is made of dict (str keys), list, str, int, float, bool and None.
     Integers beyond ±(2**53 − 1) are refused rather than silently rounded, because a
     verifier parsing the bytes as doubles would read a different number.
+
+    `json_safe=True` is the caller's promise that `value` holds no floats, no integers
+    beyond the safe range and no lone surrogates (true of everything the strict request
+    parser accepted). The key-order question is then settled by scanning orjson's output
+    for the few characters that could sort differently, instead of walking the value.
     """
+    if json_safe:
+        encoded = orjson.dumps(value, option=orjson.OPT_SORT_KEYS)
+        if not _MAY_SORT_DIFFERENTLY.search(encoded):
+            return encoded
+
     if _fast_path_applies(value):
         try:
             return orjson.dumps(value, option=orjson.OPT_SORT_KEYS)

@@ -144,9 +144,7 @@ def complete_subtrees(start: int, end: int) -> list[tuple[int, int]]:
     _require_int("start", start)
     _require_int("end", end)
     if not 0 <= start <= end:
-        raise ValueError(
-            f"range [{start}, {end}) is not a range of leaves, want 0 <= start <= end"
-        )
+        raise ValueError(f"range [{start}, {end}) is not a range of leaves, want 0 <= start <= end")
 
     subtrees: list[tuple[int, int]] = []
     while start < end:
@@ -543,8 +541,7 @@ def verify_subtree_inclusion(
     _require_subtree_in_tree(start, end, end, ProofError)
     if not start <= index < end:
         raise ProofError(
-            f"leaf index {index} is outside subtree [{start}, {end}), "
-            "want start <= index < end"
+            f"leaf index {index} is outside subtree [{start}, {end}), want start <= index < end"
         )
 
     where = f"index {index} in subtree [{start}, {end})"
@@ -629,9 +626,7 @@ def verify_subtree_consistency(
         )
 
 
-def _climb_inclusion(
-    leaf: bytes, fn: int, sn: int, proof: Sequence[bytes], where: str
-) -> bytes:
+def _climb_inclusion(leaf: bytes, fn: int, sn: int, proof: Sequence[bytes], where: str) -> bytes:
     """RFC 9162 §2.1.3.2 steps 3-5: hash `leaf` up through `proof`; fn, sn as in the RFC."""
     result = leaf
     for position, sibling in enumerate(proof):
@@ -784,9 +779,7 @@ def _require_leaf_index(index: int, size: int, error: type[Exception]) -> None:
     if size <= 0:
         raise error(f"tree size is {size}, want a positive size")
     if not 0 <= index < size:
-        raise error(
-            f"leaf index {index} is not in a tree of size {size}, want 0 <= index < size"
-        )
+        raise error(f"leaf index {index} is not in a tree of size {size}, want 0 <= index < size")
 
 
 def _require_sizes(size1: int, size2: int, error: type[Exception]) -> None:
@@ -796,9 +789,7 @@ def _require_sizes(size1: int, size2: int, error: type[Exception]) -> None:
     if size1 <= 0:
         raise error(f"old tree size is {size1}, want a positive size")
     if size1 > size2:
-        raise error(
-            f"old tree size {size1} exceeds new tree size {size2}, want size1 <= size2"
-        )
+        raise error(f"old tree size {size1} exceeds new tree size {size2}, want size1 <= size2")
 
 
 def _check_proof_length(got: int, want: int, where: str) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -120,7 +120,12 @@ def test_every_year_passes_the_validator_and_holds_the_fixed_holidays(year: int)
 # made 2011-12-31 a workday; 2015 adds the victory day; 2020 adds the epidemic extension (Friday
 # 31 January off and the Saturday make-up day on 1 February dropped).
 NET_DAYS_OFF = {year: 11 for year in COVERED_YEARS} | {
-    2011: 10, 2012: 12, 2015: 12, 2020: 13, 2025: 13, 2026: 13,
+    2011: 10,
+    2012: 12,
+    2015: 12,
+    2020: 13,
+    2025: 13,
+    2026: 13,
 }
 
 
@@ -204,10 +209,10 @@ def test_zero_working_days_is_the_end_of_the_start_day(cn: WorkingDayCalendar) -
 def test_the_local_date_is_taken_in_the_starts_own_offset(cn: WorkingDayCalendar) -> None:
     # One instant, two offsets: 00:30 on Friday 9 Feb in Beijing is still Thursday 8 Feb in UTC.
     beijing = at(date(2024, 2, 9), 0, 30)
-    utc = beijing.astimezone(timezone.utc)
+    utc = beijing.astimezone(UTC)
     assert cn.add_working_days(beijing, 1) == at(date(2024, 2, 19))
     from_utc = cn.add_working_days(utc, 1)
-    assert from_utc == at(date(2024, 2, 10), tz=timezone.utc)
+    assert from_utc == at(date(2024, 2, 10), tz=UTC)
     assert from_utc.utcoffset() == timedelta(0)
 
 

@@ -564,11 +564,9 @@ CORPUS_DEVIATIONS = {
     "consistency/additional/sizes-are-equal-one-and-proof-is-empty.json": NOT_A_HASH,
     "subtreeconsistency/additional/sizes-are-equal-one-and-proof-is-empty.json": NOT_A_HASH,
     "subtreeconsistency/additional/"
-    "subtree-is-empty-sizes-are-equal-one-subtree-root-valid-tree-root-random-proof-is-empty.json":
-    NOT_A_HASH,
+    "subtree-is-empty-sizes-are-equal-one-subtree-root-valid-tree-root-random-proof-is-empty.json": NOT_A_HASH,
     "subtreeconsistency/additional/"
-    "subtree-is-empty-sizes-are-equal-zero-subtree-root-valid-tree-root-random-proof-is-empty.json":
-    NOT_A_HASH,
+    "subtree-is-empty-sizes-are-equal-zero-subtree-root-valid-tree-root-random-proof-is-empty.json": NOT_A_HASH,
 }
 
 
@@ -600,9 +598,10 @@ def _expect(path: Path, probe: dict[str, Any], check: Callable[[], None]) -> Non
 
 
 def test_corpus_is_present() -> None:
-    counts = {kind: len(_probes(kind)) for kind in (
-        "inclusion", "consistency", "subtreeinclusion", "subtreeconsistency"
-    )}
+    counts = {
+        kind: len(_probes(kind))
+        for kind in ("inclusion", "consistency", "subtreeinclusion", "subtreeconsistency")
+    }
     assert all(count > 50 for count in counts.values()), counts
     for name in CORPUS_DEVIATIONS:
         assert json.loads((VECTORS / name).read_text())["wantErr"] is False
@@ -611,43 +610,59 @@ def test_corpus_is_present() -> None:
 @pytest.mark.parametrize("path", _probes("inclusion"))
 def test_corpus_inclusion(path: Path) -> None:
     probe, proof = _load(path)
-    _expect(path, probe, lambda: verify_inclusion(
-        _b64(probe["leafHash"]), probe["leafIdx"], probe["treeSize"], proof, _b64(probe["root"])
-    ))
+    _expect(
+        path,
+        probe,
+        lambda: verify_inclusion(
+            _b64(probe["leafHash"]), probe["leafIdx"], probe["treeSize"], proof, _b64(probe["root"])
+        ),
+    )
 
 
 @pytest.mark.parametrize("path", _probes("consistency"))
 def test_corpus_consistency(path: Path) -> None:
     probe, proof = _load(path)
-    _expect(path, probe, lambda: verify_consistency(
-        probe["size1"], probe["size2"], proof, _b64(probe["root1"]), _b64(probe["root2"])
-    ))
+    _expect(
+        path,
+        probe,
+        lambda: verify_consistency(
+            probe["size1"], probe["size2"], proof, _b64(probe["root1"]), _b64(probe["root2"])
+        ),
+    )
 
 
 @pytest.mark.parametrize("path", _probes("subtreeinclusion"))
 def test_corpus_subtree_inclusion(path: Path) -> None:
     probe, proof = _load(path)
-    _expect(path, probe, lambda: verify_subtree_inclusion(
-        _b64(probe["leafHash"]),
-        probe["leafIdx"],
-        probe["start"],
-        probe["end"],
-        proof,
-        _b64(probe["root"]),
-    ))
+    _expect(
+        path,
+        probe,
+        lambda: verify_subtree_inclusion(
+            _b64(probe["leafHash"]),
+            probe["leafIdx"],
+            probe["start"],
+            probe["end"],
+            proof,
+            _b64(probe["root"]),
+        ),
+    )
 
 
 @pytest.mark.parametrize("path", _probes("subtreeconsistency"))
 def test_corpus_subtree_consistency(path: Path) -> None:
     probe, proof = _load(path)
-    _expect(path, probe, lambda: verify_subtree_consistency(
-        probe["start"],
-        probe["end"],
-        probe["size"],
-        proof,
-        _b64(probe["root1"]),
-        _b64(probe["root2"]),
-    ))
+    _expect(
+        path,
+        probe,
+        lambda: verify_subtree_consistency(
+            probe["start"],
+            probe["end"],
+            probe["size"],
+            proof,
+            _b64(probe["root1"]),
+            _b64(probe["root2"]),
+        ),
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -906,8 +921,6 @@ def test_root_of_handles_a_million_leaves() -> None:
 def test_module_uses_only_the_stdlib_and_domain_errors() -> None:
     source = Path(merkle.__file__).read_text()
     imports = {
-        line.split()[1]
-        for line in source.splitlines()
-        if line.startswith(("import ", "from "))
+        line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
     }
     assert imports == {"__future__", "hashlib", "hmac", "collections.abc", "domain.errors"}
