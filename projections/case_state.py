@@ -1,0 +1,138 @@
+"""The case-state read model: one row per case with its folded state, for reads and lists."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import Notification
+
+from domain.case import case_stream_id
+from domain.catalogue import load_catalogue
+from domain.envelope import Record, parse_stored
+from domain.state import State, apply, fold, new_state
+from projections.follower import LedgerProjection, View
+from projections.store import Cursor, Ledger
+
+VIEW_NAME = "case_state"
+DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS case_state (
+        case_id TEXT PRIMARY KEY,
+        agency TEXT NOT NULL,
+        kind TEXT,
+        phase TEXT NOT NULL,
+        closed INTEGER NOT NULL,
+        open_complaints INTEGER NOT NULL,
+        last_seq {bigint} NOT NULL,
+        head_hash TEXT NOT NULL,
+        opened_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        state TEXT NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_state_agency ON case_state (agency, case_id)",
+    "CREATE INDEX IF NOT EXISTS case_state_phase ON case_state (phase, case_id)",
+    "CREATE INDEX IF NOT EXISTS case_state_updated ON case_state (updated_at)",
+    """
+    CREATE TABLE IF NOT EXISTS case_agents (
+        case_id TEXT NOT NULL,
+        agent_id TEXT NOT NULL,
+        PRIMARY KEY (case_id, agent_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_agents_agent ON case_agents (agent_id, case_id)",
+]
+
+
+def case_state_view(ledger: Ledger) -> View:
+    return View(ledger, VIEW_NAME, DDL, tables=["case_state", "case_agents"])
+
+
+class CaseStateProjection(LedgerProjection):
+    name = VIEW_NAME
+
+    def __init__(self, ledger: Ledger, view: View | None = None) -> None:
+        super().__init__(view or case_state_view(ledger))
+        self.ledger = ledger
+        self.catalogue = load_catalogue()
+
+    def process_page(self, page: Sequence[tuple[Notification, Record]], position: int) -> None:
+        by_case: dict[str, list[Record]] = {}
+        for _, record in page:
+            by_case.setdefault(record["case_id"], []).append(record)
+
+        with self.ledger_view.update(position) as cursor:
+            for case_id, records in by_case.items():
+                state = self._next_state(cursor, case_id, records)
+                if state is not None:
+                    _write(cursor, state)
+
+    def _next_state(self, cursor: Cursor, case_id: str, records: list[Record]) -> State | None:
+        if any(record["type"] == "event.corrected" for record in records):
+            # A correction changes how earlier events count: fold the case again.
+            return fold(self._all_records(case_id, upto=records[-1]["seq"]), self.catalogue)
+
+        cursor.execute("SELECT state FROM case_state WHERE case_id = ?", [case_id])
+        row = cursor.fetchone()
+        if row is not None:
+            state: State = orjson.loads(row["state"])
+        elif records[0]["seq"] == 1:
+            state = new_state(records[0])
+        else:
+            return fold(self._all_records(case_id, upto=records[-1]["seq"]), self.catalogue)
+
+        for record in records:
+            if record["seq"] > state["last_seq"]:
+                apply(state, record, self.catalogue)
+        return state
+
+    def _all_records(self, case_id: str, *, upto: int) -> list[Record]:
+        stored = self.ledger.recorder.select_events(case_stream_id(case_id), lte=upto)
+        records = []
+        for event in stored:
+            record = parse_stored(event.state, seq=event.originator_version)
+            if isinstance(record, dict):
+                records.append(record)
+        return records
+
+
+def _write(cursor: Cursor, state: State) -> None:
+    cursor.execute(
+        """
+        INSERT INTO case_state (case_id, agency, kind, phase, closed, open_complaints,
+                                last_seq, head_hash, opened_at, updated_at, state)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        ON CONFLICT (case_id) DO UPDATE SET
+            agency = excluded.agency, kind = excluded.kind, phase = excluded.phase,
+            closed = excluded.closed, open_complaints = excluded.open_complaints,
+            last_seq = excluded.last_seq, head_hash = excluded.head_hash,
+            opened_at = excluded.opened_at, updated_at = excluded.updated_at,
+            state = excluded.state
+        """,
+        [
+            state["case_id"],
+            state["agency"],
+            state["kind"],
+            state["phase"],
+            int(state["closed"]),
+            state["open_complaints"],
+            state["last_seq"],
+            state["head_hash"],
+            state["opened_at"],
+            state["updated_at"],
+            orjson.dumps(state).decode(),
+        ],
+    )
+    cursor.execute("DELETE FROM case_agents WHERE case_id = ?", [state["case_id"]])
+    agents = sorted({agent["agent_id"] for agent in state["agents"] if agent["agent_id"]})
+    cursor.executemany(
+        "INSERT INTO case_agents (case_id, agent_id) VALUES (?, ?)",
+        [(state["case_id"], agent_id) for agent_id in agents],
+    )
+
+
+def read_case(ledger: Ledger, case_id: str) -> dict[str, Any] | None:
+    row = ledger.db.query_one("SELECT state FROM case_state WHERE case_id = ?", [case_id])
+    return orjson.loads(row["state"]) if row is not None else None

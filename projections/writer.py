@@ -1,0 +1,587 @@
+"""Appending to the ledger: one writer thread that commits concurrent requests together.
+
+Every append request — from HTTP, the demo or a test — becomes an `AppendCommand` and
+waits for the writer. The writer takes whatever has queued up (up to a few hundred
+requests), chains each command's events onto its case, and commits them all in one
+transaction: on SQLite one fsync then serves many requests, which is what lets durable
+appends outrun one-commit-per-request by a wide margin (see scripts/bench_append.py).
+
+Each request still succeeds or fails on its own: a stale `expected_seq`, a reused
+idempotency key or an invalid first event is answered without touching the others. If
+the shared transaction itself fails (another process appended to the same case, or
+recorded the same idempotency key first), the writer replays the batch one request at a
+time against fresh state, so only the requests that truly conflict are refused.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from eventsourcing.persistence import IntegrityError as StoreConflict
+
+from domain.case import Case, case_stream_id
+from domain.envelope import (
+    GENESIS_HASH,
+    Record,
+    check_record,
+    format_recorded_at,
+    make_record,
+    parse_recorded_at,
+    parse_stored,
+)
+from domain.errors import (
+    CasetrailError,
+    ConcurrencyConflict,
+    IdempotencyKeyReused,
+    InvalidEvent,
+    LedgerIntegrityError,
+    NotPermitted,
+    UnknownCase,
+)
+from domain.validation import Draft
+from projections.store import Ledger, Receipt
+
+log = logging.getLogger("casetrail.writer")
+
+MAX_COMMANDS_PER_COMMIT = 256
+MAX_EVENTS_PER_COMMIT = 4000
+
+
+@dataclass
+class AppendCommand:
+    case_id: str
+    events: list[Draft]
+    recorded_by: str
+    expected_seq: int | None = None
+    idempotency_scope: str = ""
+    idempotency_key: str | None = None
+    fingerprint: str | None = None
+    agency_scope: str | None = None
+    single_event_body: bool = False
+    future: Future[AppendResult] = field(default_factory=Future)
+    waiter: asyncio.Future[AppendResult] | None = None
+
+    def pointer(self, index: int, member: str) -> str:
+        """Where event `index`'s member sits in the request body, as a JSON Pointer."""
+        base = "" if self.single_event_body else f"/events/{index}"
+        return f"{base}/{member}"
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    case_id: str
+    first_seq: int
+    records: list[Record]
+    positions: list[int]
+    body: bytes
+    replayed: bool = False
+
+
+SealPersonal = Callable[[str, int, str, dict[str, Any]], dict[str, Any]]
+"""(case_id, seq, type, payload) -> payload with its personal fields sealed."""
+
+CaseGuard = Callable[[str, int], None]
+"""(case_id, stored length) -> raise LedgerIntegrityError if the store lost events."""
+
+
+def render_append_body(case_id: str, records: Sequence[Record], positions: Sequence[int]) -> bytes:
+    events = [
+        {
+            "seq": record["seq"],
+            "hash": record["hash"],
+            "prev_hash": record["prev_hash"],
+            "recorded_at": record["recorded_at"],
+            "position": position,
+            "leaf_index": None,
+        }
+        for record, position in zip(records, positions, strict=True)
+    ]
+    return orjson.dumps(
+        {
+            "case_id": case_id,
+            "events": events,
+            "transparency_log": {
+                "status": "pending",
+                "detail": "leaf indexes are assigned when the sealer next runs; "
+                "GET /v1/log/inclusion?position=P gives each event's proof",
+            },
+        }
+    )
+
+
+class Writer:
+    """The single writer of a process.
+
+    Two doors lead to the same commit: `append` (blocking, from any thread: the command
+    line, the demo loader, tests) queues for the writer thread; `append_async` (from the
+    event loop serving HTTP) queues on the loop, and one drain task hands whole batches
+    to a commit thread, so a request costs no thread hand-off of its own. A lock keeps
+    the two from ever committing at the same time.
+    """
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        *,
+        seal_personal: SealPersonal | None = None,
+        guard_case: CaseGuard | None = None,
+        cache_size: int = 50_000,
+    ) -> None:
+        self.ledger = ledger
+        self.seal_personal = seal_personal
+        self.guard_case = guard_case
+        self._heads: OrderedDict[str, Case] = OrderedDict()
+        self._cache_size = cache_size
+        self._queue: deque[AppendCommand] = deque()
+        self._moment = datetime.now(UTC)
+        self._wakeup = threading.Condition()
+        self._commit_lock = threading.Lock()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="casetrail-writer", daemon=True)
+        self._thread.start()
+        self._async_pending: deque[AppendCommand] = deque()
+        self._drainer: asyncio.Task[None] | None = None
+        self._committer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="casetrail-commit")
+
+    # -- the public side --------------------------------------------------------------
+
+    def submit(self, command: AppendCommand) -> Future[AppendResult]:
+        with self._wakeup:
+            if self._stopping:
+                raise RuntimeError("the ledger writer has stopped")
+            self._queue.append(command)
+            self._wakeup.notify()
+        return command.future
+
+    def append(self, command: AppendCommand, timeout: float | None = 60.0) -> AppendResult:
+        return self.submit(command).result(timeout=timeout)
+
+    async def append_async(self, command: AppendCommand) -> AppendResult:
+        if self._stopping:
+            raise RuntimeError("the ledger writer has stopped")
+        loop = asyncio.get_running_loop()
+        command.waiter = loop.create_future()
+        self._async_pending.append(command)
+        if self._drainer is None or self._drainer.done():
+            self._drainer = loop.create_task(self._drain())
+        return await command.waiter
+
+    def close(self) -> None:
+        with self._wakeup:
+            self._stopping = True
+            self._wakeup.notify()
+        self._thread.join(timeout=30)
+        self._committer.shutdown(wait=True)
+
+    def forget(self, case_id: str | None = None) -> None:
+        """Drop cached case heads (after the store was changed behind the writer's back)."""
+        with self._wakeup:
+            if case_id is None:
+                self._heads.clear()
+            else:
+                self._heads.pop(case_id, None)
+
+    # -- the writer thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._wakeup:
+                while not self._queue and not self._stopping:
+                    self._wakeup.wait()
+                if not self._queue:
+                    return
+                batch = _take_batch(self._queue)
+            deferred = self._commit_guarded(batch)
+            if deferred:
+                with self._wakeup:
+                    self._queue.extendleft(reversed(deferred))
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        while self._async_pending:
+            batch = _take_batch(self._async_pending)
+            deferred = await loop.run_in_executor(self._committer, self._commit_guarded, batch)
+            self._async_pending.extendleft(reversed(deferred))
+            for command in batch:
+                if command.future.done() and command.waiter is not None:
+                    _settle(command.waiter, command.future)
+
+    def _commit_guarded(self, batch: list[AppendCommand]) -> list[AppendCommand]:
+        """Commit a batch; returns the commands to try again after it (same key twice)."""
+        with self._commit_lock:
+            self._deferred: list[AppendCommand] = []
+            try:
+                self._commit(batch)
+            except Exception as error:  # the store failed: every waiting request learns it
+                log.exception("append batch of %d requests failed", len(batch))
+                self._heads.clear()
+                for command in batch:
+                    if not command.future.done():
+                        command.future.set_exception(error)
+            return self._deferred
+
+    def _commit(self, batch: list[AppendCommand]) -> None:
+        pending = self._answer_replays(batch)
+        if not pending:
+            return
+
+        plans = []
+        touched: set[str] = set()
+        for command in pending:
+            plan = self._plan(command)
+            if plan is not None:
+                plans.append(plan)
+                touched.add(command.case_id)
+        if not plans:
+            return
+
+        try:
+            positions = self._save(plans)
+        except StoreConflict:
+            # Someone else wrote first (another process, or a duplicate key): retry each
+            # request alone against fresh state so only the true conflicts are refused.
+            for case_id in touched:
+                self._heads.pop(case_id, None)
+            if len(plans) == 1:
+                self._retry_alone(plans[0].command)
+            else:
+                for plan in plans:
+                    self._commit([plan.command])
+            return
+
+        for plan, own_positions in zip(plans, positions, strict=True):
+            self._remember(plan.case)
+            plan.command.future.set_result(
+                AppendResult(
+                    case_id=plan.command.case_id,
+                    first_seq=plan.records[0]["seq"],
+                    records=plan.records,
+                    positions=own_positions,
+                    body=render_append_body(plan.command.case_id, plan.records, own_positions),
+                )
+            )
+
+    def _retry_alone(self, command: AppendCommand) -> None:
+        if command.idempotency_key is not None:
+            receipt = self._find_receipts([command]).get(
+                (command.idempotency_scope, command.idempotency_key)
+            )
+            if receipt is not None:
+                self._answer_from_receipt(command, receipt)
+                return
+
+        plan = self._plan(command)
+        if plan is None:
+            return
+        try:
+            (positions,) = self._save([plan])
+        except StoreConflict:
+            self._heads.pop(command.case_id, None)
+            current = self._load_head(command.case_id)
+            command.future.set_exception(
+                ConcurrencyConflict(
+                    "another writer appended to this case at the same moment; "
+                    "read the case and retry with its current seq",
+                    current_seq=current.seq if current else 0,
+                    pointer="/expected_seq",
+                )
+            )
+            return
+
+        self._remember(plan.case)
+        command.future.set_result(
+            AppendResult(
+                command.case_id,
+                plan.records[0]["seq"],
+                plan.records,
+                positions,
+                render_append_body(command.case_id, plan.records, positions),
+            )
+        )
+
+    # -- idempotency ------------------------------------------------------------------
+
+    def _answer_replays(self, batch: list[AppendCommand]) -> list[AppendCommand]:
+        """Answer requests whose idempotency key was already used; return the rest."""
+        keyed = [command for command in batch if command.idempotency_key is not None]
+        if not keyed:
+            return batch
+
+        receipts = self._find_receipts(keyed)
+        pending: list[AppendCommand] = []
+        seen: set[tuple[str, str]] = set()
+        for command in batch:
+            key = command.idempotency_key
+            if key is None:
+                pending.append(command)
+                continue
+            receipt = receipts.get((command.idempotency_scope, key))
+            if receipt is not None:
+                self._answer_from_receipt(command, receipt)
+            elif (command.idempotency_scope, key) in seen:
+                # The same key twice in one batch: let the first commit, then answer this
+                # one from its receipt in the next round.
+                self._deferred.append(command)
+            else:
+                seen.add((command.idempotency_scope, key))
+                pending.append(command)
+        return pending
+
+    def _find_receipts(
+        self, commands: Sequence[AppendCommand]
+    ) -> dict[tuple[str, str], dict[str, Any]]:
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        by_scope: dict[str, list[str]] = {}
+        for command in commands:
+            if command.idempotency_key is not None:
+                by_scope.setdefault(command.idempotency_scope, []).append(command.idempotency_key)
+        for scope, keys in by_scope.items():
+            marks = ",".join("?" * len(keys))
+            rows = self.ledger.db.query(
+                "SELECT scope, idempotency_key, fingerprint, case_id, response "
+                f"FROM idempotency_receipts WHERE scope = ? AND idempotency_key IN ({marks})",
+                [scope, *keys],
+            )
+            for row in rows:
+                found[(scope, row["idempotency_key"])] = row
+        return found
+
+    def _answer_from_receipt(self, command: AppendCommand, receipt: dict[str, Any]) -> None:
+        if receipt["fingerprint"] != command.fingerprint:
+            command.future.set_exception(
+                IdempotencyKeyReused(
+                    "this Idempotency-Key was already used for a different request "
+                    f"(to case {receipt['case_id']!r} or with other events); "
+                    "use a fresh key for a new request",
+                    pointer="/headers/Idempotency-Key",
+                )
+            )
+            return
+        body = bytes(receipt["response"])
+        decoded = orjson.loads(body)
+        command.future.set_result(
+            AppendResult(
+                case_id=decoded["case_id"],
+                first_seq=decoded["events"][0]["seq"],
+                records=[],
+                positions=[event["position"] for event in decoded["events"]],
+                body=body,
+                replayed=True,
+            )
+        )
+
+    # -- chaining ---------------------------------------------------------------------
+
+    @dataclass
+    class _Plan:
+        command: AppendCommand
+        case: Case
+        records: list[Record]
+
+    def _plan(self, command: AppendCommand) -> Writer._Plan | None:
+        """Chain a command's events onto its case, or answer it with the reason it cannot be."""
+        try:
+            case = self._head_for(command.case_id)
+            self._check_expectations(command, case)
+            records, stored = self._make_records(command, case)
+        except CasetrailError as error:
+            command.future.set_exception(error)
+            return None
+
+        moment = self._moment
+        start = 0
+        if case is None:
+            case = Case.open(records[0], stored[0], moment)
+            start = 1
+        for record, stored_bytes in zip(records[start:], stored[start:], strict=True):
+            case.record_event(record, stored_bytes, moment)
+        return Writer._Plan(command, case, records)
+
+    def _check_expectations(self, command: AppendCommand, case: Case | None) -> None:
+        scope = command.agency_scope
+        if scope is not None and case is not None and case.agency != scope:
+            raise UnknownCase(f"no case {command.case_id!r}", pointer="/path/case_id")
+        if scope is not None and case is None and command.events[0].actor["agency"] != scope:
+            raise NotPermitted(
+                f"this key appends for agency {scope!r} only, so it cannot open a case for "
+                f"agency {command.events[0].actor['agency']!r}",
+                pointer=command.pointer(0, "actor/agency"),
+            )
+
+        current_seq = case.seq if case is not None else 0
+        if command.expected_seq is not None and command.expected_seq != current_seq:
+            raise ConcurrencyConflict(
+                f"expected_seq is {command.expected_seq} but the case is at seq "
+                f"{current_seq}; read the new events and retry with expected_seq "
+                f"{current_seq}",
+                current_seq=current_seq,
+                pointer="/expected_seq",
+            )
+
+        first_type = command.events[0].type
+        if case is None and first_type != "case.opened":
+            raise InvalidEvent(
+                f"case {command.case_id!r} does not exist yet, so its first event must be "
+                f"case.opened (got {first_type})",
+                pointer=command.pointer(0, "type"),
+            )
+        for index, draft in enumerate(command.events):
+            if draft.type == "case.opened" and (case is not None or index > 0):
+                raise InvalidEvent(
+                    f"case {command.case_id!r} is already open; case.opened can only be its "
+                    "first event",
+                    pointer=command.pointer(index, "type"),
+                )
+
+    def _make_records(
+        self, command: AppendCommand, case: Case | None
+    ) -> tuple[list[Record], list[bytes]]:
+        seq = case.seq if case is not None else 0
+        prev_hash = case.head_hash if case is not None else GENESIS_HASH
+        self._moment = datetime.now(UTC)
+        recorded_at = format_recorded_at(self._moment)
+        if case is not None and case.last_recorded_at > recorded_at:
+            # Ledger time never runs backwards within a case (clocks of several processes).
+            recorded_at = case.last_recorded_at
+            self._moment = parse_recorded_at(recorded_at)
+
+        records: list[Record] = []
+        stored: list[bytes] = []
+        for draft in command.events:
+            seq += 1
+            payload = draft.payload
+            if self.seal_personal is not None:
+                payload = self.seal_personal(command.case_id, seq, draft.type, payload)
+            envelope = {
+                "case_id": command.case_id,
+                "seq": seq,
+                "type": draft.type,
+                "schema_version": draft.schema_version,
+                "occurred_at": draft.occurred_at,
+                "recorded_at": recorded_at,
+                "recorded_by": command.recorded_by,
+                "actor": draft.actor,
+                "payload": payload,
+                "evidence": draft.evidence,
+                "prev_hash": prev_hash,
+            }
+            # Drafts passed the strict JSON checks, so the canonical fast path is exact.
+            record, stored_bytes = make_record(envelope, json_safe=True)
+            records.append(record)
+            stored.append(stored_bytes)
+            prev_hash = record["hash"]
+        return records, stored
+
+    def _save(self, plans: list[Writer._Plan]) -> list[list[int]]:
+        events: list[Any] = []
+        receipts: list[Receipt] = []
+        created_at = format_recorded_at(datetime.now(UTC))
+        for plan in plans:
+            own_events = plan.case.collect_events()
+            command = plan.command
+            if command.idempotency_key is not None and command.fingerprint is not None:
+                receipts.append(
+                    Receipt(
+                        scope=command.idempotency_scope,
+                        key=command.idempotency_key,
+                        fingerprint=command.fingerprint,
+                        case_id=command.case_id,
+                        first_index=len(events),
+                        count=len(own_events),
+                        render=_renderer(command.case_id, plan.records),
+                        created_at=created_at,
+                    )
+                )
+            events.extend(own_events)
+
+        positions = self.ledger.record(events, receipts=receipts)
+
+        split: list[list[int]] = []
+        offset = 0
+        for plan in plans:
+            split.append(positions[offset : offset + len(plan.records)])
+            offset += len(plan.records)
+        return split
+
+    # -- case heads -------------------------------------------------------------------
+
+    def _head_for(self, case_id: str) -> Case | None:
+        case = self._heads.get(case_id)
+        if case is not None:
+            self._heads.move_to_end(case_id)
+            return case
+        case = self._load_head(case_id)
+        if case is not None:
+            self._remember(case)
+        return case
+
+    def _remember(self, case: Case) -> None:
+        self._heads[case.case_id] = case
+        self._heads.move_to_end(case.case_id)
+        while len(self._heads) > self._cache_size:
+            self._heads.popitem(last=False)
+
+    def _load_head(self, case_id: str) -> Case | None:
+        """Read where a case's chain ends, checking the head before chaining onto it."""
+        stream = case_stream_id(case_id)
+        last = self.ledger.recorder.select_events(stream, desc=True, limit=1)
+        if not last:
+            if self.guard_case is not None:
+                self.guard_case(case_id, 0)
+            return None
+
+        first = self.ledger.recorder.select_events(stream, limit=1)
+        length = last[0].originator_version
+        head = parse_stored(last[0].state, seq=length)
+        opened = parse_stored(first[0].state, seq=1)
+        if (
+            not isinstance(head, dict)
+            or not isinstance(opened, dict)
+            or check_record(head, case_id=case_id, seq=length) is not None
+        ):
+            raise LedgerIntegrityError(
+                f"case {case_id!r} cannot be appended to: its stored events do not verify "
+                f"(see GET /v1/cases/{case_id}/verify)"
+            )
+        if self.guard_case is not None:
+            self.guard_case(case_id, length)
+        return Case.resume(stream, opened, head)
+
+
+def _take_batch(queue: deque[AppendCommand]) -> list[AppendCommand]:
+    """As many queued commands as one transaction should carry."""
+    batch: list[AppendCommand] = []
+    events = 0
+    while queue and len(batch) < MAX_COMMANDS_PER_COMMIT:
+        size = len(queue[0].events)
+        if batch and events + size > MAX_EVENTS_PER_COMMIT:
+            break
+        batch.append(queue.popleft())
+        events += size
+    return batch
+
+
+def _settle(waiter: asyncio.Future[AppendResult], outcome: Future[AppendResult]) -> None:
+    if waiter.done():
+        return  # the request gave up (client went away); its events stand regardless
+    error = outcome.exception()
+    if error is not None:
+        waiter.set_exception(error)
+    else:
+        waiter.set_result(outcome.result())
+
+
+def _renderer(case_id: str, records: list[Record]) -> Callable[[Sequence[int]], bytes]:
+    def render(positions: Sequence[int]) -> bytes:
+        return render_append_body(case_id, records, positions)
+
+    return render
