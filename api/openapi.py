@@ -1,0 +1,342 @@
+"""The OpenAPI 3.1 document: every route, parameter, body and error the API has.
+
+Written as data next to the code it describes, with the catalogue's own JSON Schemas, so
+an integrator can build a client from `/openapi.json` alone. A test checks that every
+route of the app appears here and that the document is valid OpenAPI 3.1.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from api.problems import KINDS, problem_schema
+from domain.catalogue import event_request_schema, load_catalogue
+
+HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256, lower-case hex"}
+CASE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problems(*statuses: int) -> dict[str, Any]:
+    responses = {}
+    for status in sorted(set(statuses) | {401, 500}):
+        kinds = sorted(kind.kind for kind in KINDS.values() if kind.status == status)
+        responses[str(status)] = {
+            "description": "; ".join(f"`/problems/{kind}`" for kind in kinds) or "problem",
+            "content": {"application/problem+json": {"schema": _ref("Problem")}},
+        }
+    return responses
+
+
+def _query(name: str, schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": schema,
+        "description": description,
+    }
+
+
+CASE_PATH = {"name": "case_id", "in": "path", "required": True, "schema": CASE_ID}
+BEARER: list[dict[str, list[str]]] = [{"apiKey": []}]
+
+
+def _paths() -> dict[str, Any]:
+    return {
+        "/healthz": {
+            "get": {
+                "summary": "Liveness and how far each read model lags the log",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "healthy"), **_problems(503)},
+            }
+        },
+        "/openapi.json": {
+            "get": {
+                "summary": "This document",
+                "security": [],
+                "responses": {"200": _json({"type": "object"}, "OpenAPI 3.1 document")},
+            }
+        },
+        "/problems/{kind}": {
+            "get": {
+                "summary": "What a problem type means",
+                "security": [],
+                "parameters": [
+                    {"name": "kind", "in": "path", "required": True, "schema": {"type": "string"}}
+                ],
+                "responses": {"200": _json({"type": "object"}, "explanation"), **_problems(404)},
+            }
+        },
+        "/v1/catalogue": {
+            "get": {
+                "summary": "Event types, their phases, personal fields and JSON Schemas",
+                "responses": {"200": _json(_ref("Catalogue"), "the catalogue"), **_problems()},
+            }
+        },
+        "/v1/cases": {
+            "get": {
+                "summary": "Cases from the case-state view, in case-id order",
+                "parameters": [
+                    _query("phase", {"type": "string"}, "only cases in this phase"),
+                    _query("agency", {"type": "string"}, "only cases of this agency"),
+                    _query("after", CASE_ID, "the `next_after` of the previous page"),
+                    _query("limit", {"type": "integer", "minimum": 1, "maximum": 500}, "page size"),
+                ],
+                "responses": {"200": _json(_ref("CaseList"), "a page of cases"), **_problems(400)},
+            }
+        },
+        "/v1/cases/{case_id}": {
+            "get": {
+                "summary": "A case's current state (kind, phase, parties by id, funds, complaints…)",
+                "parameters": [CASE_PATH],
+                "responses": {"200": _json(_ref("CaseState"), "the state"), **_problems(404)},
+            }
+        },
+        "/v1/cases/{case_id}/events": {
+            "get": {
+                "summary": "A case's events exactly as hashed, each with its hash",
+                "description": "Each record is verified against its predecessor before it is "
+                "served; a record that does not verify is refused with `/problems/chain-broken`.",
+                "parameters": [
+                    CASE_PATH,
+                    _query(
+                        "after_seq",
+                        {"type": "integer", "minimum": 0},
+                        "return events after this seq",
+                    ),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                ],
+                "responses": {"200": _json(_ref("EventPage"), "records"), **_problems(400, 404)},
+            },
+            "post": {
+                "summary": "Append one event, or an atomic batch with optimistic concurrency",
+                "description": "The first event of a case must be `case.opened`. With an "
+                "`Idempotency-Key`, a retry of the same method, path and events returns the "
+                "original 201 body (header `Idempotent-Replayed: true`) and appends nothing; "
+                "the same key with another path or other events is refused with 422.",
+                "parameters": [
+                    CASE_PATH,
+                    {
+                        "name": "Idempotency-Key",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                    },
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {"oneOf": [_ref("Event"), _ref("EventBatch")]}
+                        }
+                    },
+                },
+                "responses": {
+                    "201": _json(_ref("AppendResult"), "recorded"),
+                    **_problems(400, 403, 404, 408, 409, 413, 415, 422),
+                },
+            },
+        },
+        "/v1/cases/{case_id}/verify": {
+            "get": {
+                "summary": "Verify a case's hash chain from its first event",
+                "parameters": [CASE_PATH],
+                "responses": {"200": _json(_ref("ChainReport"), "the verdict"), **_problems(404)},
+            }
+        },
+        "/v1/feed": {
+            "get": {
+                "summary": "Every event of the ledger in feed order (positions may have gaps)",
+                "parameters": [
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0},
+                        "the `next_after` of the previous page",
+                    ),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                ],
+                "responses": {"200": _json(_ref("Feed"), "a page of the feed"), **_problems(400)},
+            }
+        },
+    }
+
+
+def _schemas() -> dict[str, Any]:
+    catalogue = load_catalogue()
+    event = event_request_schema(catalogue)
+    event.pop("$schema", None)
+    return {
+        "Problem": problem_schema(),
+        "Event": event,
+        "EventBatch": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["events"],
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "minItems": 1,
+                    "maxItems": 1000,
+                    "items": _ref("Event"),
+                },
+                "expected_seq": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "the last seq the caller saw; 0 = the case must not exist yet",
+                },
+            },
+        },
+        "AppendResult": {
+            "type": "object",
+            "required": ["case_id", "events"],
+            "properties": {
+                "case_id": CASE_ID,
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["seq", "hash", "prev_hash", "recorded_at", "position"],
+                        "properties": {
+                            "seq": {"type": "integer"},
+                            "hash": HASH,
+                            "prev_hash": HASH,
+                            "recorded_at": {"type": "string"},
+                            "position": {
+                                "type": "integer",
+                                "description": "place in the global feed",
+                            },
+                            "leaf_index": {
+                                "type": ["integer", "null"],
+                                "description": "null until sealed",
+                            },
+                        },
+                    },
+                },
+                "transparency_log": {"type": "object"},
+            },
+        },
+        "Record": {
+            "type": "object",
+            "description": "An envelope exactly as hashed, plus `hash` (see docs/design.md)",
+            "required": [
+                "case_id",
+                "seq",
+                "type",
+                "schema_version",
+                "occurred_at",
+                "recorded_at",
+                "recorded_by",
+                "actor",
+                "payload",
+                "evidence",
+                "prev_hash",
+                "hash",
+            ],
+            "properties": {
+                "case_id": CASE_ID,
+                "seq": {"type": "integer", "minimum": 1},
+                "type": {"type": "string"},
+                "schema_version": {"type": "integer"},
+                "occurred_at": {"type": "string"},
+                "recorded_at": {"type": "string"},
+                "recorded_by": {"type": "string"},
+                "actor": {"type": "object"},
+                "payload": {"type": "object"},
+                "evidence": {"type": "array"},
+                "prev_hash": HASH,
+                "hash": HASH,
+            },
+        },
+        "EventPage": {
+            "type": "object",
+            "properties": {
+                "case_id": CASE_ID,
+                "events": {"type": "array", "items": _ref("Record")},
+                "next_after_seq": {"type": ["integer", "null"]},
+            },
+        },
+        "CaseState": {"type": "object", "description": "see docs/design.md, section Case state"},
+        "CaseList": {
+            "type": "object",
+            "properties": {
+                "cases": {"type": "array", "items": {"type": "object"}},
+                "next_after": {"type": ["string", "null"]},
+            },
+        },
+        "ChainReport": {
+            "oneOf": [
+                {
+                    "type": "object",
+                    "required": ["ok", "length", "head_hash"],
+                    "properties": {
+                        "ok": {"const": True},
+                        "length": {"type": "integer"},
+                        "head_hash": HASH,
+                    },
+                },
+                {
+                    "type": "object",
+                    "required": ["ok", "first_bad_seq", "reason"],
+                    "properties": {
+                        "ok": {"const": False},
+                        "first_bad_seq": {"type": "integer"},
+                        "reason": {"type": "string"},
+                    },
+                },
+            ]
+        },
+        "Feed": {
+            "type": "object",
+            "properties": {
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "position": {"type": "integer"},
+                            "case_id": CASE_ID,
+                            "seq": {"type": "integer"},
+                            "type": {"type": "string"},
+                            "hash": HASH,
+                            "recorded_at": {"type": "string"},
+                        },
+                    },
+                },
+                "next_after": {"type": "integer"},
+            },
+        },
+        "Catalogue": {"type": "object"},
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "casetrail",
+            "version": "1.0.0",
+            "description": "A tamper-evident ledger of real-estate brokerage cases. Errors are "
+            "RFC 9457 problem documents; each `type` is explained at its own URI.",
+        },
+        "servers": [{"url": "/"}],
+        "security": BEARER,
+        "paths": _paths(),
+        "components": {
+            "schemas": _schemas(),
+            "securitySchemes": {
+                "apiKey": {"type": "http", "scheme": "bearer", "description": "a casetrail API key"}
+            },
+        },
+    }

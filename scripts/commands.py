@@ -1,0 +1,242 @@
+"""What each `casetrail` command does."""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import os
+import sys
+from pathlib import Path
+
+import orjson
+
+from domain.errors import CasetrailError
+from domain.settings import Settings
+from domain.vault import MasterKey, load_master_key, new_master_key_file, write_key_file
+from projections.runtime import Runtime
+from scripts.scenarios import load_scenario, read_scenarios
+
+DEMO_KEY_FILE = "demo-admin.key"
+
+
+def serve(args: argparse.Namespace, settings: Settings) -> int:
+    _require_keys(settings)
+    _serve(settings, args.host, args.port)
+    return 0
+
+
+def _serve(settings: Settings, host: str, port: int, runtime: Runtime | None = None) -> None:
+    import uvicorn
+
+    from api.app import create_app
+
+    app = create_app(runtime=runtime, settings=settings)
+    print(f"casetrail: serving {settings.database.describe()} on http://{host}:{port}", flush=True)
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        loop="uvloop" if sys.platform != "win32" else "asyncio",
+        http="httptools",
+        access_log=False,
+        log_level="warning",
+        timeout_keep_alive=30,
+        proxy_headers=False,
+        server_header=False,
+    )
+
+
+def demo(args: argparse.Namespace, settings: Settings) -> int:
+    created = ensure_keys(settings)
+    for line in created:
+        print(line)
+
+    runtime = Runtime(settings)
+    try:
+        admin_token = _demo_admin_token(runtime, settings)
+        print(f"casetrail: loading example cases into {settings.database.describe()}")
+        for scenario in read_scenarios():
+            try:
+                results = load_scenario(runtime, scenario)
+            except CasetrailError as error:
+                print(f"casetrail: {error.message}", file=sys.stderr)
+                return 1
+            runtime.settle(timeout=10.0)
+            for case_id, appended in results.items():
+                state = runtime.state_as_of(case_id)
+                head = state["head_hash"] if state else "?"
+                phase = state["phase"] if state else "?"
+                print(f"  {case_id:<24} {len(appended):>3} events  head {head}  phase {phase}")
+
+        print()
+        print(f"API:      http://{args.host}:{args.port}/  (OpenAPI at /openapi.json)")
+        print(f"Desk:     http://{args.host}:{args.port}/desk/")
+        print(f"Admin key (keep it secret; also in {_demo_key_path(settings)}):")
+        print(f"  {admin_token}")
+        print(
+            f"Try:      curl -H 'Authorization: Bearer {admin_token}' "
+            f"http://{args.host}:{args.port}/v1/cases"
+        )
+        if args.no_serve:
+            return 0
+    except BaseException:
+        runtime.close()
+        raise
+
+    try:
+        _serve(settings, args.host, args.port, runtime=runtime)
+    finally:
+        runtime.close()
+    return 0
+
+
+def _demo_key_path(settings: Settings) -> Path:
+    return Path(settings.master_key_path).parent / DEMO_KEY_FILE
+
+
+def _demo_admin_token(runtime: Runtime, settings: Settings) -> str:
+    """The demo's admin key: created once, kept in an owner-only file next to the keys."""
+    path = _demo_key_path(settings)
+    if path.exists():
+        token = path.read_text().strip()
+        if runtime.api_keys.authenticate(token) is not None:
+            return token
+        path.unlink()
+    token, _ = runtime.api_keys.create("admin", name="demo admin")
+    write_key_file(str(path), token.encode() + b"\n")
+    return token
+
+
+def ensure_keys(settings: Settings) -> list[str]:
+    """Create the master key (and, later, the signing key) if they are missing."""
+    settings.ensure_var_dir()
+    created = []
+    if not settings.master_key and not Path(settings.master_key_path).exists():
+        key = new_master_key_file(settings.master_key_path)
+        created.append(
+            f"casetrail: created master key {key.key_id} at {settings.master_key_path} "
+            "(owner-only; back it up, it cannot be recovered)"
+        )
+    return created
+
+
+def _require_keys(settings: Settings) -> None:
+    load_master_key(value=settings.master_key, path=settings.master_key_path)
+
+
+def keys_init(args: argparse.Namespace, settings: Settings) -> int:
+    created = ensure_keys(settings)
+    for line in created:
+        print(line)
+    if not created:
+        print("casetrail: keys already exist; nothing changed")
+    return 0
+
+
+def keys_create(args: argparse.Namespace, settings: Settings) -> int:
+    with Runtime(settings, start_followers=False) as runtime:
+        token, principal = runtime.api_keys.create(args.role, agency=args.agency, name=args.name)
+    scope = f" for agency {principal.agency}" if principal.agency else ""
+    print(f"Created {principal.role} key {principal.key_id}{scope}. It is shown only once:")
+    print(token)
+    return 0
+
+
+def keys_list(args: argparse.Namespace, settings: Settings) -> int:
+    with Runtime(settings, start_followers=False) as runtime:
+        rows = runtime.api_keys.list()
+    for row in rows:
+        state = f"revoked {row['revoked_at']}" if row["revoked_at"] else "active"
+        agency = row["agency"] or "(all agencies)"
+        print(f"{row['key_id']}  {row['role']:<11} {agency:<20} {state:<36} {row['name']}")
+    return 0
+
+
+def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
+    with Runtime(settings, start_followers=False) as runtime:
+        revoked = runtime.api_keys.revoke(args.key_id)
+    if not revoked:
+        print(f"casetrail: no key {args.key_id}", file=sys.stderr)
+        return 1
+    print(f"Revoked {args.key_id}.")
+    return 0
+
+
+def keys_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
+    if Path(args.new_key_file).exists():
+        print(f"casetrail: {args.new_key_file} exists; choose a new path", file=sys.stderr)
+        return 2
+    new_key = os.urandom(32)
+    with Runtime(settings, start_followers=False) as runtime:
+        count = runtime.keystore.rewrap(MasterKey.from_bytes(new_key))
+    write_key_file(args.new_key_file, base64.b64encode(new_key) + b"\n")
+    print(
+        f"Re-wrapped {count} keys under the new master key at {args.new_key_file}. Point "
+        "CASETRAIL_MASTER_KEY_PATH at it now; the old master key no longer opens anything."
+    )
+    return 0
+
+
+def verify(args: argparse.Namespace, settings: Settings) -> int:
+    _require_keys(settings)
+    failures = 0
+    with Runtime(settings, start_followers=False) as runtime:
+        case_ids = runtime.all_case_ids()
+        for case_id in case_ids:
+            report = runtime.verify_case(case_id)
+            if not report.ok and report.fault is not None:
+                failures += 1
+                print(f"FAIL {case_id} seq {report.fault.seq}: {report.fault.reason}")
+    if failures:
+        print(f"casetrail: {failures} of {len(case_ids)} cases do not verify", file=sys.stderr)
+        return 1
+    print(f"casetrail: all {len(case_ids)} cases verify")
+    return 0
+
+
+def replay(args: argparse.Namespace, settings: Settings) -> int:
+    _require_keys(settings)
+    with Runtime(settings, start_followers=False) as runtime:
+        if not runtime.case_exists(args.case_id):
+            print(f"casetrail: no case {args.case_id}", file=sys.stderr)
+            return 1
+        state = runtime.state_as_of(
+            args.case_id, seq=args.as_of_seq, recorded=_recorded_bound(args.as_of_recorded)
+        )
+    if state is None:
+        print(f"casetrail: case {args.case_id} had no events at that moment", file=sys.stderr)
+        return 1
+    print(orjson.dumps(state, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS).decode())
+    return 0
+
+
+def _recorded_bound(value: str | None) -> str | None:
+    if value is None:
+        return None
+    from datetime import datetime
+
+    from domain.envelope import format_recorded_at
+
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise SystemExit(
+            f"casetrail: --as-of-recorded needs an RFC 3339 time, got {value!r}"
+        ) from None
+    if moment.tzinfo is None:
+        raise SystemExit("casetrail: --as-of-recorded needs an offset (e.g. Z or +08:00)")
+    return format_recorded_at(moment)
+
+
+def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    from tqdm import tqdm
+
+    _require_keys(settings)
+    with Runtime(settings, start_followers=False) as runtime:
+        total = runtime.head_position()
+        for name, follower in runtime.followers.items():
+            follower.view.reset()
+            with tqdm(total=total, desc=f"rebuild {name}", unit="event", file=sys.stderr) as bar:
+                follower.catch_up(progress=bar.update)
+            print(f"rebuilt {name} up to position {follower.view.position()}")
+    return 0

@@ -1,0 +1,256 @@
+"""Bad input gets a clear RFC 9457 answer, names the field at fault, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from tests.conftest import event, note, opened
+
+URL = "/v1/cases/case-1/events"
+
+
+def post_raw(client: TestClient, body: bytes | str, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+    data = body.encode() if isinstance(body, str) else body
+    return client.post(URL, content=data, headers={"Content-Type": content_type})
+
+
+def note_with(raw_value: str) -> str:
+    base = json.dumps(opened())
+    return base[:-1] + ', "extra": ' + raw_value + "}"
+
+
+def assert_problem(response, status: int, kind: str, pointer: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    problem = response.json()
+    assert problem["type"] == f"/problems/{kind}"
+    assert problem["status"] == status
+    assert problem["title"] and problem["detail"]
+    if pointer is not None:
+        assert problem["pointer"] == pointer
+    return problem
+
+
+def assert_nothing_recorded(client: TestClient) -> None:
+    assert client.get(URL).status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    ["{", "", "[1,", '{"type": }', "\ufeff{}", "nul"],
+)
+def test_unparseable_json_is_400(client: TestClient, body: str) -> None:
+    assert_problem(post_raw(client, body), 400, "malformed-json")
+    assert_nothing_recorded(client)
+
+
+def test_invalid_utf8_is_400(client: TestClient) -> None:
+    assert_problem(post_raw(client, b'{"type": "\xff"}'), 400, "malformed-json")
+
+
+@pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400", "-1e400"])
+def test_non_finite_numbers_are_400(client: TestClient, literal: str) -> None:
+    body = json.dumps({"events": [opened(), note()]}).replace('"called the seller"', literal)
+
+    assert_problem(post_raw(client, body), 400, "malformed-json")
+    assert_nothing_recorded(client)
+
+
+def test_payload_nan_is_refused_never_stored_as_null(client: TestClient) -> None:
+    body = json.dumps(opened())[:-2] + ', "v": NaN}}'
+
+    assert_problem(post_raw(client, body), 400, "malformed-json")
+    assert_nothing_recorded(client)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"type": "case.opened", "type": "note.added"}',
+        '{"events": [{"type": "x", "payload": {"a": 1, "a": 2}}]}',
+    ],
+)
+def test_duplicate_keys_anywhere_are_400_naming_the_key(client: TestClient, body: str) -> None:
+    problem = assert_problem(post_raw(client, body), 400, "malformed-json")
+    assert "'type'" in problem["detail"] or "'a'" in problem["detail"]
+
+
+@pytest.mark.parametrize(
+    ("value", "pointer"),
+    [
+        ("18446744073709551616", "/payload/n"),
+        ("9007199254740993", "/payload/n"),
+        ("-9007199254740993", "/payload/n"),
+        ("1.5", "/payload/n"),
+        ("1.0", "/payload/n"),
+        ("1e2", "/payload/n"),
+        ("[1, 2.5]", "/payload/n/1"),
+        ('{"deep": {"x": 0.1}}', "/payload/n/deep/x"),
+    ],
+)
+def test_floats_and_unsafe_integers_are_422_with_the_pointer(
+    client: TestClient, value: str, pointer: str
+) -> None:
+    body = json.dumps(opened())[:-2] + f', "n": {value}}}}}'
+
+    assert_problem(post_raw(client, body), 422, "invalid-event", pointer)
+    assert_nothing_recorded(client)
+
+
+def test_largest_safe_integer_is_accepted_and_round_trips(client: TestClient) -> None:
+    body = json.dumps(opened())[:-2] + ', "n": 9007199254740991, "m": -9007199254740991}}'
+
+    assert post_raw(client, body).status_code == 201
+    payload = client.get(URL).json()["events"][0]["payload"]
+    assert payload["n"] == 9007199254740991 and payload["m"] == -9007199254740991
+
+
+def test_lone_surrogate_is_422(client: TestClient) -> None:
+    body = json.dumps(opened())[:-2] + ', "s": "\\ud800"}}'
+
+    assert_problem(post_raw(client, body), 422, "invalid-event", "/payload/s")
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        (event("no.such.type"), "/type"),
+        ({"occurred_at": "2024-03-01T10:00:00Z", "actor": {}, "payload": {}}, "/type"),
+        (event("case.opened", {"kind": "sale"}), "/payload/property_ref"),
+        (event("case.opened", {"kind": "castle", "property_ref": "p"}), "/payload/kind"),
+        (event("case.opened", {"kind": "sale", "property_ref": 7}), "/payload/property_ref"),
+        (
+            event(
+                "case.opened",
+                {"kind": "sale", "property_ref": "p"},
+                occurred_at="2024-03-01T10:00:00",
+            ),
+            "/occurred_at",
+        ),
+        (
+            event(
+                "case.opened",
+                {"kind": "sale", "property_ref": "p"},
+                occurred_at="2024-02-30T10:00:00Z",
+            ),
+            "/occurred_at",
+        ),
+        (
+            {**opened(), "actor": {"id": "a", "role": "wizard", "agency": "x"}},
+            "/actor/role",
+        ),
+        ({**opened(), "actor": {"id": "a", "role": "client"}}, "/actor/agency"),
+        ({**opened(), "seq": 5}, "/seq"),
+        ({**opened(), "recorded_at": "2024-01-01T00:00:00Z"}, "/recorded_at"),
+        (
+            {**opened(), "evidence": [{"name": "x.pdf", "sha256": "abc", "media_type": "a/b"}]},
+            "/evidence/0/sha256",
+        ),
+        ({**opened(), "payload": []}, "/payload"),
+        ({"events": [], "expected_seq": 0}, "/events"),
+        ({"events": [opened()], "expected_seq": -1}, "/expected_seq"),
+        ({"events": [opened()], "expected_seq": "0"}, "/expected_seq"),
+        ({"events": [opened()], "extra": 1}, "/extra"),
+        ([opened()], ""),
+    ],
+)
+def test_invalid_events_are_422_with_the_field_at_fault(
+    client: TestClient, body: object, pointer: str
+) -> None:
+    assert_problem(client.post(URL, json=body), 422, "invalid-event", pointer)
+    assert_nothing_recorded(client)
+
+
+def test_body_over_the_limit_is_413_from_content_length(client: TestClient) -> None:
+    big = b"{" + b" " * (2 * 1024 * 1024) + b"}"
+
+    assert_problem(post_raw(client, big), 413, "body-too-large")
+
+
+def test_body_over_the_limit_is_413_without_content_length(client: TestClient) -> None:
+    def chunks():  # type: ignore[no-untyped-def]
+        for _ in range(40):
+            yield b" " * 65536
+
+    response = client.post(URL, content=chunks(), headers={"Content-Type": "application/json"})
+
+    assert_problem(response, 413, "body-too-large")
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data", ""]
+)
+def test_other_content_types_are_415(client: TestClient, content_type: str) -> None:
+    response = post_raw(client, json.dumps(opened()), content_type)
+
+    assert_problem(response, 415, "unsupported-media-type", "/headers/Content-Type")
+    assert_nothing_recorded(client)
+
+
+def test_json_with_utf8_charset_is_accepted(client: TestClient) -> None:
+    response = post_raw(client, json.dumps(opened()), "application/json; charset=utf-8")
+
+    assert response.status_code == 201
+
+
+def test_unknown_route_is_404_problem(client: TestClient) -> None:
+    assert_problem(client.get("/v1/nowhere"), 404, "not-found")
+
+
+def test_wrong_method_is_405_problem_with_allow(client: TestClient) -> None:
+    response = client.delete(URL)
+
+    assert_problem(response, 405, "method-not-allowed")
+    assert "GET" in response.headers["allow"] and "POST" in response.headers["allow"]
+
+
+@pytest.mark.parametrize("case_id", ["a" * 65, "bad id", "semi;colon", "%2e%2e"])
+def test_invalid_case_ids_are_refused(client: TestClient, case_id: str) -> None:
+    response = client.post(f"/v1/cases/{case_id}/events", json=opened())
+
+    assert response.status_code in (400, 404)
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+@pytest.mark.parametrize(
+    "query", ["after_seq=-1", "after_seq=abc", "limit=0", "limit=100000", "after_seq=1e3"]
+)
+def test_invalid_query_parameters_are_400_naming_them(client: TestClient, query: str) -> None:
+    client.post(URL, json=opened())
+
+    response = client.get(f"{URL}?{query}")
+
+    problem = assert_problem(response, 400, "invalid-parameter")
+    assert problem["pointer"].startswith("/query/")
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=10), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    st.one_of(
+        st.binary(max_size=200),
+        json_values.map(lambda value: json.dumps(value).encode()),
+        st.dictionaries(
+            st.sampled_from(["type", "occurred_at", "actor", "payload", "evidence", "events"]),
+            json_values,
+        ).map(lambda value: json.dumps(value).encode()),
+    )
+)
+def test_no_input_ever_gets_a_500(client: TestClient, body: bytes) -> None:
+    response = post_raw(client, body)
+
+    assert response.status_code < 500, response.text
+    assert response.status_code != 201 or client.get(URL).status_code == 200

@@ -1,0 +1,204 @@
+"""Tampering with stored events directly in the database is found and named, never served."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from domain.case import case_stream_id
+from domain.settings import Settings
+from projections.runtime import Runtime
+from scripts.cli import main as casetrail
+from tests.conftest import note, opened
+
+
+def stored_table(runtime: Runtime) -> str:
+    return str(runtime.ledger.recorder.events_table_name)  # type: ignore[attr-defined]
+
+
+def stream_key(runtime: Runtime, case_id: str) -> object:
+    stream = case_stream_id(case_id)
+    return stream.hex if runtime.ledger.target.is_sqlite else stream
+
+
+def stored_state(runtime: Runtime, case_id: str, seq: int) -> bytes:
+    row = runtime.ledger.db.query_one(
+        f"SELECT state FROM {stored_table(runtime)} WHERE originator_id = ? "
+        "AND originator_version = ?",
+        [stream_key(runtime, case_id), seq],
+    )
+    assert row is not None
+    return bytes(row["state"])
+
+
+def rewrite(runtime: Runtime, case_id: str, seq: int, state: bytes) -> None:
+    with runtime.ledger.db.transaction() as cursor:
+        cursor.execute(
+            f"UPDATE {stored_table(runtime)} SET state = ? WHERE originator_id = ? "
+            "AND originator_version = ?",
+            [state, stream_key(runtime, case_id), seq],
+        )
+    runtime.writer.forget()
+
+
+def delete(runtime: Runtime, case_id: str, seq: int) -> None:
+    with runtime.ledger.db.transaction() as cursor:
+        cursor.execute(
+            f"DELETE FROM {stored_table(runtime)} WHERE originator_id = ? "
+            "AND originator_version = ?",
+            [stream_key(runtime, case_id), seq],
+        )
+    runtime.writer.forget()
+
+
+def flip_one_byte(runtime: Runtime, case_id: str, seq: int) -> None:
+    state = stored_state(runtime, case_id, seq)
+    index = state.index(b"seller") + 2
+    rewrite(runtime, case_id, seq, state[:index] + b"X" + state[index + 1 :])
+
+
+def swap(runtime: Runtime, case_id: str, first: int, second: int) -> None:
+    a, b = stored_state(runtime, case_id, first), stored_state(runtime, case_id, second)
+    rewrite(runtime, case_id, first, b)
+    rewrite(runtime, case_id, second, a)
+
+
+TAMPERINGS: dict[str, tuple[Callable[[Runtime, str], None], int, str]] = {
+    "one byte of a payload": (lambda r, c: flip_one_byte(r, c, 3), 3, "does not match"),
+    "one byte of the stored hash": (
+        lambda r, c: rewrite(
+            r, c, 2, stored_state(r, c, 2).replace(b'"hash":"', b'"hash":"f', 1)[:-1]
+        ),
+        2,
+        "",
+    ),
+    "bytes that are no longer JSON": (
+        lambda r, c: rewrite(r, c, 4, stored_state(r, c, 4)[:-3]),
+        4,
+        "not valid JSON",
+    ),
+    "an escape rewritten to an equivalent one": (
+        lambda r, c: rewrite(r, c, 3, stored_state(r, c, 3).replace(b"called", b"c\\u0061lled", 1)),
+        3,
+        "canonical",
+    ),
+    "a deleted row": (lambda r, c: delete(r, c, 3), 3, "missing"),
+    "two rows swapped": (lambda r, c: swap(r, c, 2, 3), 2, "claims seq 3"),
+}
+
+
+@pytest.fixture
+def case_of_five(client: TestClient) -> str:
+    body = {
+        "events": [
+            opened(),
+            note("called the seller"),
+            note("called the seller again"),
+            note("met the seller"),
+            note("sent the notice"),
+        ]
+    }
+    assert client.post("/v1/cases/tampered/events", json=body).status_code == 201
+    assert client.post("/v1/cases/untouched/events", json=opened()).status_code == 201
+    return "tampered"
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERINGS))
+def test_verify_endpoint_names_the_first_bad_seq(
+    client: TestClient, runtime: Runtime, case_of_five: str, name: str
+) -> None:
+    tamper, bad_seq, reason = TAMPERINGS[name]
+    tamper(runtime, case_of_five)
+
+    verdict = client.get(f"/v1/cases/{case_of_five}/verify").json()
+
+    assert verdict["ok"] is False
+    assert verdict["first_bad_seq"] == bad_seq
+    assert reason in verdict["reason"]
+    assert client.get("/v1/cases/untouched/verify").json()["ok"] is True
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERINGS))
+def test_tampered_events_are_never_served_as_sound(
+    client: TestClient, runtime: Runtime, case_of_five: str, name: str
+) -> None:
+    tamper, bad_seq, _ = TAMPERINGS[name]
+    tamper(runtime, case_of_five)
+
+    response = client.get(f"/v1/cases/{case_of_five}/events")
+
+    assert response.status_code == 500
+    problem = response.json()
+    assert problem["type"] == "/problems/chain-broken"
+    assert problem["case_id"] == case_of_five
+    assert problem["seq"] == bad_seq
+
+
+def test_events_before_the_damage_are_still_served(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    flip_one_byte(runtime, case_of_five, 3)
+
+    response = client.get(f"/v1/cases/{case_of_five}/events?limit=2")
+
+    assert response.status_code == 200
+    assert [e["seq"] for e in response.json()["events"]] == [1, 2]
+
+
+def test_nothing_is_chained_onto_a_tampered_head(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    state = stored_state(runtime, case_of_five, 5)
+    rewrite(runtime, case_of_five, 5, state.replace(b"sent the notice", b"sent the letter"))
+
+    response = client.post(f"/v1/cases/{case_of_five}/events", json=note("more"))
+
+    assert response.status_code == 500
+    assert response.json()["type"] == "/problems/integrity-failure"
+    assert stored_state(runtime, case_of_five, 5).count(b"sent the letter") == 1
+
+
+@pytest.mark.parametrize("name", sorted(TAMPERINGS))
+def test_casetrail_verify_names_case_and_seq(
+    settings: Settings,
+    runtime: Runtime,
+    client: TestClient,
+    case_of_five: str,
+    name: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    tamper, bad_seq, _ = TAMPERINGS[name]
+    tamper(runtime, case_of_five)
+    use_settings(monkeypatch, settings)
+
+    exit_code = casetrail(["verify"])
+
+    out = capsys.readouterr()
+    assert exit_code == 1
+    assert f"FAIL {case_of_five} seq {bad_seq}:" in out.out
+    assert "untouched" not in out.out
+
+
+def test_casetrail_verify_passes_a_sound_ledger(
+    settings: Settings,
+    client: TestClient,
+    case_of_five: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_settings(monkeypatch, settings)
+
+    assert casetrail(["verify"]) == 0
+    assert "all 2 cases verify" in capsys.readouterr().out
+
+
+def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
+    monkeypatch.setenv("CASETRAIL_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("CASETRAIL_MASTER_KEY_PATH", settings.master_key_path)
+    monkeypatch.setenv("CASETRAIL_SIGNING_KEY_PATH", settings.signing_key_path)
+    monkeypatch.setenv("CASETRAIL_SESSION_SECRET_PATH", settings.session_secret_path)
+    assert Path(settings.master_key_path).exists()
