@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import ledger_routes, meta_routes
+from api import ledger_routes, log_routes, meta_routes
 from api.access_log import AccessLog
 from api.problems import problem_response, response_for_error
 from domain.errors import CasetrailError
@@ -36,8 +36,14 @@ def routes() -> list[BaseRoute]:
         Route("/v1/cases/{case_id}/events", ledger_routes.events, methods=["GET", "POST"]),
         Route("/v1/cases/{case_id}", ledger_routes.read_case_state, methods=["GET"]),
         Route("/v1/cases/{case_id}/verify", ledger_routes.verify_case, methods=["GET"]),
+        Route("/v1/cases/{case_id}/bundle", log_routes.case_bundle, methods=["GET"]),
         Route("/v1/cases", ledger_routes.list_cases, methods=["GET"]),
         Route("/v1/feed", ledger_routes.read_feed, methods=["GET"]),
+        Route("/v1/log/tree-head", log_routes.tree_head, methods=["GET"]),
+        Route("/v1/log/tree-heads", log_routes.tree_heads, methods=["GET"]),
+        Route("/v1/log/public-key", log_routes.public_key, methods=["GET"]),
+        Route("/v1/log/inclusion", log_routes.inclusion, methods=["GET"]),
+        Route("/v1/log/consistency", log_routes.consistency, methods=["GET"]),
         Route("/v1/catalogue", meta_routes.catalogue, methods=["GET"]),
         Route("/healthz", meta_routes.healthz, methods=["GET"]),
         Route("/openapi.json", meta_routes.openapi_document, methods=["GET"]),
@@ -124,9 +130,7 @@ class RequestLog:
     of the path.
     """
 
-    def __init__(
-        self, app: ASGIApp, templates: dict[Any, str], access_log: AccessLog
-    ) -> None:
+    def __init__(self, app: ASGIApp, templates: dict[Any, str], access_log: AccessLog) -> None:
         self.app = app
         self.templates = templates
         self.access_log = access_log

@@ -154,6 +154,109 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("ChainReport"), "the verdict"), **_problems(404)},
             }
         },
+        "/v1/cases/{case_id}/bundle": {
+            "get": {
+                "summary": "The case's dispute bundle, for offline verification",
+                "description": "Every event exactly as hashed, each with its leaf index and "
+                "inclusion proof against one signed tree head, that tree head and the "
+                "ledger's public key. Check it with `casetrail verify-bundle` or "
+                "`domain.bundle.verify_bundle` — no server or database needed.",
+                "parameters": [CASE_PATH],
+                "responses": {"200": _json(_ref("Bundle"), "the bundle"), **_problems(404)},
+            }
+        },
+        "/v1/log/tree-head": {
+            "get": {
+                "summary": "The latest signed tree head",
+                "security": [],
+                "responses": {"200": _json(_ref("TreeHead"), "signed tree head"), **_problems(404)},
+            }
+        },
+        "/v1/log/tree-heads": {
+            "get": {
+                "summary": "Every signed tree head, by size",
+                "security": [],
+                "parameters": [
+                    _query(
+                        "after",
+                        {"type": "integer", "minimum": 0},
+                        "tree heads larger than this size",
+                    ),
+                    _query(
+                        "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
+                    ),
+                ],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "tree_heads": {"type": "array", "items": _ref("TreeHead")},
+                                "next_after": {"type": ["integer", "null"]},
+                            },
+                        },
+                        "tree heads",
+                    ),
+                    **_problems(400),
+                },
+            }
+        },
+        "/v1/log/public-key": {
+            "get": {
+                "summary": "The ledger's Ed25519 public key and log id",
+                "security": [],
+                "responses": {
+                    "200": _json(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "algorithm": {"const": "Ed25519"},
+                                "key": {
+                                    "type": "string",
+                                    "description": "base64 of the 32 raw bytes",
+                                },
+                                "log_id": HASH,
+                                "pem": {"type": "string"},
+                            },
+                        },
+                        "public key",
+                    ),
+                    **_problems(404),
+                },
+            }
+        },
+        "/v1/log/inclusion": {
+            "get": {
+                "summary": "An event's inclusion proof against a signed tree head",
+                "description": "Name the event by feed `position` or by `event` hash. Without "
+                "`tree_size`, the latest signed tree head is used; a `tree_size` with no signed "
+                "tree head is 404.",
+                "security": [],
+                "parameters": [
+                    _query("position", {"type": "integer", "minimum": 0}, "feed position"),
+                    _query("event", HASH, "event hash"),
+                    _query("tree_size", {"type": "integer", "minimum": 1}, "a signed tree size"),
+                ],
+                "responses": {
+                    "200": _json(_ref("InclusionProof"), "the proof"),
+                    **_problems(400, 404),
+                },
+            }
+        },
+        "/v1/log/consistency": {
+            "get": {
+                "summary": "A consistency proof between two signed tree heads",
+                "security": [],
+                "parameters": [
+                    _query("first", {"type": "integer", "minimum": 1}, "older signed tree size"),
+                    _query("second", {"type": "integer", "minimum": 1}, "newer signed tree size"),
+                ],
+                "responses": {
+                    "200": _json(_ref("ConsistencyProof"), "the proof"),
+                    **_problems(400, 404),
+                },
+            }
+        },
         "/v1/feed": {
             "get": {
                 "summary": "Every event of the ledger in feed order (positions may have gaps)",
@@ -318,6 +421,65 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "Catalogue": {"type": "object"},
+        "TreeHead": {
+            "type": "object",
+            "required": ["log_id", "tree_size", "root_hash", "timestamp", "signature"],
+            "description": 'Ed25519 signature (base64) over b"casetrail.tree-head.v1\\n" '
+            "|| RFC 8785 bytes of {log_id, tree_size, root_hash, timestamp}",
+            "properties": {
+                "log_id": HASH,
+                "tree_size": {"type": "integer", "minimum": 1},
+                "root_hash": HASH,
+                "timestamp": {"type": "string"},
+                "signature": {"type": "string"},
+            },
+        },
+        "InclusionProof": {
+            "type": "object",
+            "properties": {
+                "leaf_index": {"type": "integer"},
+                "position": {"type": "integer"},
+                "case_id": CASE_ID,
+                "seq": {"type": "integer"},
+                "event_hash": HASH,
+                "leaf_hash": HASH,
+                "tree_size": {"type": "integer"},
+                "proof": {"type": "array", "items": HASH},
+                "tree_head": _ref("TreeHead"),
+            },
+        },
+        "ConsistencyProof": {
+            "type": "object",
+            "properties": {
+                "first": {"type": "integer"},
+                "second": {"type": "integer"},
+                "proof": {"type": "array", "items": HASH},
+                "first_tree_head": _ref("TreeHead"),
+                "second_tree_head": _ref("TreeHead"),
+            },
+        },
+        "Bundle": {
+            "type": "object",
+            "required": ["format", "case_id", "public_key", "tree_head", "events"],
+            "properties": {
+                "format": {"const": "casetrail.bundle.v1"},
+                "case_id": CASE_ID,
+                "catalogue_version": {"type": "integer"},
+                "public_key": {"type": "object"},
+                "tree_head": _ref("TreeHead"),
+                "events": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "record": _ref("Record"),
+                            "leaf_index": {"type": "integer"},
+                            "inclusion_proof": {"type": "array", "items": HASH},
+                        },
+                    },
+                },
+            },
+        },
     }
 
 

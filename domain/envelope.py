@@ -74,10 +74,16 @@ def parse_recorded_at(value: str) -> datetime:
 
 @dataclass(frozen=True)
 class RecordFault:
-    """Why one stored record cannot be trusted."""
+    """Why one stored record cannot be trusted.
+
+    `kind` says which check failed: "format" (not a canonical record), "hash" (the record
+    does not hash to its `hash`), "place" (wrong case or seq, or a seq missing), "link"
+    (its `prev_hash` is not the hash of the record before).
+    """
 
     seq: int
     reason: str
+    kind: str = "format"
 
 
 def parse_stored(state: bytes, *, seq: int, verify: bool = True) -> Record | RecordFault:
@@ -114,9 +120,13 @@ def check_record(record: Record, *, case_id: str, seq: int) -> RecordFault | Non
     if unexpected:
         return RecordFault(seq, f"record has unexpected fields {', '.join(sorted(unexpected))}")
     if record["case_id"] != case_id:
-        return RecordFault(seq, f"record belongs to case {record['case_id']!r}, not {case_id!r}")
+        return RecordFault(
+            seq, f"record belongs to case {record['case_id']!r}, not {case_id!r}", "place"
+        )
     if record["seq"] != seq:
-        return RecordFault(seq, f"record claims seq {record['seq']} but is stored at seq {seq}")
+        return RecordFault(
+            seq, f"record claims seq {record['seq']} but is stored at seq {seq}", "place"
+        )
 
     envelope = {name: value for name, value in record.items() if name != "hash"}
     try:
@@ -125,7 +135,10 @@ def check_record(record: Record, *, case_id: str, seq: int) -> RecordFault | Non
         return RecordFault(seq, f"record cannot be canonicalized: {error}")
     if recomputed != record["hash"]:
         return RecordFault(
-            seq, f"stored hash {str(record['hash'])[:16]}… does not match {recomputed[:16]}…"
+            seq,
+            f"stored hash {str(record['hash'])[:16]}… does not match the record's content, "
+            f"which hashes to {recomputed[:16]}…",
+            "hash",
         )
     return None
 
@@ -165,18 +178,23 @@ class ChainVerifier:
 
         expected_seq = self.seq + 1
         if stored_seq != expected_seq:
-            return self._fail(expected_seq, f"seq {expected_seq} is missing from the store")
+            return self._fail(
+                RecordFault(expected_seq, f"seq {expected_seq} is missing from the store", "place")
+            )
 
         record = parse_stored(state, seq=stored_seq) if isinstance(state, bytes) else state
         if isinstance(record, RecordFault):
-            return self._fail(record.seq, record.reason)
+            return self._fail(record)
         fault = check_record(record, case_id=self.case_id, seq=stored_seq)
         if fault is not None:
-            return self._fail(fault.seq, fault.reason)
+            return self._fail(fault)
         if record["prev_hash"] != self.head_hash:
             return self._fail(
-                stored_seq,
-                f"prev_hash does not match the hash of seq {stored_seq - 1}",
+                RecordFault(
+                    stored_seq,
+                    f"prev_hash does not match the hash of seq {stored_seq - 1}",
+                    "link",
+                )
             )
 
         self.seq = stored_seq
@@ -186,8 +204,8 @@ class ChainVerifier:
     def report(self) -> ChainReport:
         return ChainReport(self.case_id, self.seq, self.head_hash, self.fault)
 
-    def _fail(self, seq: int, reason: str) -> RecordFault:
-        self.fault = RecordFault(seq, reason)
+    def _fail(self, fault: RecordFault) -> RecordFault:
+        self.fault = fault
         return self.fault
 
 

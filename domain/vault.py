@@ -21,7 +21,6 @@ import base64
 import hashlib
 import hmac
 import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from domain.canonical import canonical_bytes
+from domain.keyfiles import write_key_file
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -92,17 +92,6 @@ def load_master_key(*, value: str, path: str) -> MasterKey:
             f"no master key at {path}: run `casetrail keys init` (or set CASETRAIL_MASTER_KEY)"
         )
     return MasterKey.from_bytes(base64.b64decode(key_file.read_text().strip(), validate=True))
-
-
-def write_key_file(path: str, content: bytes) -> None:
-    """Create a key file readable by its owner only; never overwrite an existing one."""
-    key_file = Path(path)
-    key_file.parent.mkdir(parents=True, exist_ok=True)
-    descriptor = os.open(
-        key_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, stat.S_IRUSR | stat.S_IWUSR
-    )
-    with os.fdopen(descriptor, "wb") as handle:
-        handle.write(content)
 
 
 def new_master_key_file(path: str) -> MasterKey:

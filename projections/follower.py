@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
+from eventsourcing.persistence import IntegrityError as StoreConflict
 from eventsourcing.persistence import Notification, Tracking, TrackingRecorder
 from eventsourcing.postgres import PostgresTrackingRecorder
 from eventsourcing.projection import Projection
@@ -106,6 +107,12 @@ class LedgerProjection(Projection[Any]):
     def process_page(self, page: Sequence[tuple[Notification, Record]], position: int) -> None:
         raise NotImplementedError
 
+    def after_step(self, processed: int) -> None:
+        """Called after every round of the follower, busy or idle (e.g. to sign on a timer)."""
+
+    def reload(self) -> None:
+        """Forget cached state: another process advanced the view (see `Follower`)."""
+
 
 class Follower:
     """Keeps one projection up to date with the log, on its own thread."""
@@ -128,6 +135,7 @@ class Follower:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._advanced = threading.Condition()
+        self._step_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
 
@@ -152,6 +160,7 @@ class Follower:
         while True:
             count = self._step()
             if count == 0:
+                self.projection.after_step(0)
                 return seen
             seen += count
             if progress is not None:
@@ -173,6 +182,7 @@ class Follower:
         while not self._stop.is_set():
             try:
                 count = self._step()
+                self.projection.after_step(count)
                 self.last_error = None
             except Exception as error:
                 self.last_error = f"{type(error).__name__}: {error}"
@@ -189,6 +199,17 @@ class Follower:
             self._wake.clear()
 
     def _step(self) -> int:
+        with self._step_lock:
+            for _ in range(5):
+                try:
+                    return self._step_locked()
+                except StoreConflict:
+                    # Another process (or runtime) applied this page first: its position
+                    # and rows stand; forget our cached state and carry on from theirs.
+                    self.projection.reload()
+            return self._step_locked()
+
+    def _step_locked(self) -> int:
         position = self.view.position()
         notifications = self.ledger.recorder.select_notifications(
             start=position, limit=self.page_size, inclusive_of_start=False

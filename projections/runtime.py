@@ -12,11 +12,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from domain.bundle import build_bundle
 from domain.case import Case, case_stream_id
 from domain.catalogue import Catalogue, load_catalogue
-from domain.envelope import ChainReport, ChainVerifier, Record, parse_stored
-from domain.errors import ChainBroken, UnknownCase
+from domain.envelope import ChainReport, ChainVerifier, Record, RecordFault, parse_stored
+from domain.errors import ChainBroken, LedgerIntegrityError, UnknownCase
 from domain.settings import Settings
+from domain.signing import LedgerKey, TreeHead
 from domain.state import State, fold
 from domain.validation import EventValidator
 from domain.vault import field_context, load_master_key, seal
@@ -25,6 +27,7 @@ from projections.case_state import CaseStateProjection
 from projections.follower import Follower
 from projections.keystore import KeyStore
 from projections.store import Ledger
+from projections.transparency import Sealer, TransparencyLog
 from projections.writer import AppendCommand, AppendResult, Writer
 
 log = logging.getLogger("casetrail.runtime")
@@ -49,11 +52,22 @@ class Runtime:
         self.keystore = KeyStore(self.ledger.db, self.master_key)
         self.api_keys = ApiKeys(self.ledger.db)
         self.request_secret = self.keystore.secret("request-fingerprint")
-        self.writer = Writer(self.ledger, seal_personal=self.seal_personal)
+        self.signing_key = _load_signing_key(settings.signing_key_path)
+        self.sealer = Sealer(
+            self.ledger,
+            self.signing_key,
+            sign_every_events=settings.seal_every_events,
+            sign_every_seconds=settings.seal_every_seconds,
+        )
+        self.log = TransparencyLog(self.ledger, self.sealer)
+        self.writer = Writer(
+            self.ledger, seal_personal=self.seal_personal, guard_case=self.guard_case
+        )
         self.case_state = CaseStateProjection(self.ledger)
         self._agencies: dict[str, str] = {}
         self.followers: dict[str, Follower] = {
             "case_state": Follower(self.ledger, self.case_state),
+            "transparency_log": Follower(self.ledger, self.sealer),
         }
         if start_followers:
             for follower in self.followers.values():
@@ -93,6 +107,74 @@ class Runtime:
                 key, key_id, payload[name], field_context(case_id, seq, party_id, name)
             )
         return sealed
+
+    def guard_case(self, case_id: str, stored_length: int) -> None:
+        """Refuse to append to a case that lost events the transparency log holds.
+
+        Without this, a case truncated behind the ledger's back would be extended at its
+        old length, and the new events would hide the removal from the chain.
+        """
+        sealed = self.log.sealed_length(case_id)
+        if sealed > stored_length:
+            raise LedgerIntegrityError(
+                f"case {case_id!r} has {stored_length} events in the store but the "
+                f"transparency log holds seq {sealed}: events were removed; the ledger "
+                "refuses to append until this is investigated (run `casetrail verify`)"
+            )
+
+    # -- the transparency log ---------------------------------------------------------
+
+    def seal_now(self) -> TreeHead | None:
+        """Seal everything recorded so far and sign a tree head covering it."""
+        if self.signing_key is None:
+            raise LedgerIntegrityError("the ledger has no signing key: run `casetrail keys init`")
+        self.followers["transparency_log"].catch_up()
+        return self.sealer.sign()
+
+    def bundle(self, case_id: str) -> dict[str, Any]:
+        """A dispute bundle of the case, against a tree head that covers all its events."""
+        head = self.seal_now()
+        records = self._verified_records(case_id)
+        if head is None or self.signing_key is None:
+            raise LedgerIntegrityError("no signed tree head exists yet")
+        leaves = {int(leaf["seq"]): leaf for leaf in self.log.leaves_of_case(case_id)}
+
+        entries = []
+        for record in records:
+            leaf = leaves.get(record["seq"])
+            if leaf is None or int(leaf["leaf_index"]) >= head.tree_size:
+                raise LedgerIntegrityError(
+                    f"seq {record['seq']} of case {case_id!r} is not yet covered by a signed "
+                    "tree head; try again in a moment"
+                )
+            if leaf["event_hash"] != record["hash"]:
+                raise ChainBroken(
+                    f"seq {record['seq']} of case {case_id!r} differs from its leaf in the "
+                    "transparency log",
+                    case_id=case_id,
+                    seq=record["seq"],
+                )
+            proof = self.log.inclusion_proof(int(leaf["leaf_index"]), head.tree_size)
+            entries.append((record, int(leaf["leaf_index"]), proof))
+        return build_bundle(
+            case_id, self.catalogue.version, self.signing_key.public_key, head, entries
+        )
+
+    def _verified_records(self, case_id: str) -> list[Record]:
+        verifier = ChainVerifier(case_id)
+        records: list[Record] = []
+        for seq, state in self.iter_records(case_id):
+            fault = verifier.add(seq, state)
+            if fault is not None:
+                raise ChainBroken(
+                    f"case {case_id!r} does not verify at seq {fault.seq}: {fault.reason}",
+                    case_id=case_id,
+                    seq=fault.seq,
+                )
+            records.append(parse_stored(state, seq=seq, verify=False))  # type: ignore[arg-type]
+        if not records:
+            raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
+        return records
 
     # -- keeping views current --------------------------------------------------------
 
@@ -154,6 +236,7 @@ class Runtime:
             if not self.case_exists(case_id):
                 raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
             if not stored:
+                self._check_page_against_log(case_id, [], after_seq=after_seq, complete=True)
                 return EventPage(case_id, [], [], None)
             raise ChainBroken(
                 f"seq {after_seq} of case {case_id!r} is missing from the store",
@@ -183,7 +266,35 @@ class Runtime:
             pages.append(event.state)
             records.append(parse_stored(event.state, seq=event.originator_version))  # type: ignore[arg-type]
         last = records[-1]["seq"] if records else None
+        self._check_page_against_log(
+            case_id, records, after_seq=after_seq, complete=len(stored) < limit
+        )
         return EventPage(case_id, pages, records, last)
+
+    def _check_page_against_log(
+        self, case_id: str, records: list[Record], *, after_seq: int, complete: bool
+    ) -> None:
+        """Refuse to serve records that differ from their leaves, or a truncated case."""
+        first = records[0]["seq"] if records else after_seq + 1
+        last = records[-1]["seq"] if records else after_seq
+        sealed = self.log.leaf_hashes(case_id, first, None if complete else last)
+        for record in records:
+            leaf_hash = sealed.get(record["seq"])
+            if leaf_hash is not None and leaf_hash != record["hash"]:
+                raise ChainBroken(
+                    f"case {case_id!r} seq {record['seq']} differs from its leaf in the "
+                    "transparency log: it was rewritten after it was sealed",
+                    case_id=case_id,
+                    seq=record["seq"],
+                )
+        beyond = [seq for seq in sealed if seq > last]
+        if complete and beyond:
+            raise ChainBroken(
+                f"case {case_id!r} ends at seq {last} in the store, but the transparency log "
+                f"holds seq {max(beyond)}: events were removed",
+                case_id=case_id,
+                seq=last + 1,
+            )
 
     def feed(self, *, after: int, limit: int, viewer: Principal) -> dict[str, Any]:
         """The global feed after a position, in feed order, filtered to what `viewer` sees.
@@ -229,16 +340,38 @@ class Runtime:
                 yield event.originator_version, event.state
             after = page[-1].originator_version
 
-    def verify_case(self, case_id: str) -> ChainReport:
+    def verify_case(self, case_id: str, *, against_log: bool = True) -> ChainReport:
+        """Verify a case's chain and, unless told otherwise, each event against its leaf."""
         verifier = ChainVerifier(case_id)
-        found = False
+        hashes: dict[int, str] = {}
         for seq, state in self.iter_records(case_id):
-            found = True
             if verifier.add(seq, state) is not None:
                 break
-        if not found:
+            hashes[seq] = str(verifier.head_hash)
+        report = verifier.report()
+        leaves = self.log.leaves_of_case(case_id) if against_log else []
+        if not hashes and report.ok and not leaves:
             raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
-        return verifier.report()
+        if not report.ok:
+            return report
+
+        for leaf in leaves:
+            seq = int(leaf["seq"])
+            if seq not in hashes:
+                return _fault(
+                    report,
+                    seq,
+                    f"seq {seq} is in the transparency log but missing from the store "
+                    "(events were removed)",
+                )
+            if hashes[seq] != leaf["event_hash"]:
+                return _fault(
+                    report,
+                    seq,
+                    "the stored event does not match its leaf in the transparency log: it "
+                    "was rewritten after it was sealed",
+                )
+        return report
 
     def all_case_ids(self) -> list[str]:
         """Every case in the store, from the notification log (not from a view)."""
@@ -272,3 +405,18 @@ class Runtime:
         if not records:
             return None
         return fold(records, self.catalogue)
+
+
+def _fault(report: ChainReport, seq: int, reason: str) -> ChainReport:
+    return ChainReport(
+        report.case_id, report.length, report.head_hash, RecordFault(seq, reason, "log")
+    )
+
+
+def _load_signing_key(path: str) -> LedgerKey | None:
+    """The ledger's signing key, or None (with a warning) when it was never created."""
+    try:
+        return LedgerKey.load(path)
+    except FileNotFoundError:
+        log.warning("no signing key at %s: tree heads will not be signed", path)
+        return None

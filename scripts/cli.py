@@ -61,6 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     verify = sub.add_parser("verify", help="verify every case's chain and the transparency log")
     verify.set_defaults(handler=commands.verify)
 
+    export = sub.add_parser("export", help="write a case's dispute bundle")
+    export.add_argument("case_id")
+    export.add_argument("--out", required=True, help="the bundle file to create")
+    export.set_defaults(handler=commands.export)
+
+    check = sub.add_parser(
+        "verify-bundle", help="verify a dispute bundle offline (no database, no network)"
+    )
+    check.add_argument("file")
+    check.add_argument("--public-key", help="the ledger's public key (PEM or base64), trusted")
+    check.add_argument("--later-tree-head", help="a later signed tree head (JSON)")
+    check.add_argument("--consistency", help="the consistency proof to the later tree head")
+    check.set_defaults(handler=commands.verify_bundle)
+
     replay = sub.add_parser("replay", help="a case's state as it stood at a point in time")
     replay.add_argument("case_id")
     moment = replay.add_mutually_exclusive_group()

@@ -7,12 +7,15 @@ import base64
 import os
 import sys
 from pathlib import Path
+from urllib.parse import unquote
 
 import orjson
 
 from domain.errors import CasetrailError
+from domain.keyfiles import write_key_file
 from domain.settings import Settings
-from domain.vault import MasterKey, load_master_key, new_master_key_file, write_key_file
+from domain.signing import LedgerKey
+from domain.vault import MasterKey, load_master_key, new_master_key_file
 from projections.runtime import Runtime
 from scripts.scenarios import load_scenario, read_scenarios
 
@@ -108,7 +111,7 @@ def _demo_admin_token(runtime: Runtime, settings: Settings) -> str:
 
 
 def ensure_keys(settings: Settings) -> list[str]:
-    """Create the master key (and, later, the signing key) if they are missing."""
+    """Create the master key and the ledger's signing key if they are missing."""
     settings.ensure_var_dir()
     created = []
     if not settings.master_key and not Path(settings.master_key_path).exists():
@@ -117,11 +120,18 @@ def ensure_keys(settings: Settings) -> list[str]:
             f"casetrail: created master key {key.key_id} at {settings.master_key_path} "
             "(owner-only; back it up, it cannot be recovered)"
         )
+    if not Path(settings.signing_key_path).exists():
+        signing = LedgerKey.create(settings.signing_key_path)
+        created.append(
+            f"casetrail: created signing key at {settings.signing_key_path} (owner-only); "
+            f"log id {signing.log_id}, public key {signing.public_key_b64()}"
+        )
     return created
 
 
 def _require_keys(settings: Settings) -> None:
     load_master_key(value=settings.master_key, path=settings.master_key_path)
+    LedgerKey.load(settings.signing_key_path)
 
 
 def keys_init(args: argparse.Namespace, settings: Settings) -> int:
@@ -178,19 +188,99 @@ def keys_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.audit import audit_ledger
+
     _require_keys(settings)
-    failures = 0
     with Runtime(settings, start_followers=False) as runtime:
-        case_ids = runtime.all_case_ids()
-        for case_id in case_ids:
-            report = runtime.verify_case(case_id)
-            if not report.ok and report.fault is not None:
-                failures += 1
-                print(f"FAIL {case_id} seq {report.fault.seq}: {report.fault.reason}")
-    if failures:
-        print(f"casetrail: {failures} of {len(case_ids)} cases do not verify", file=sys.stderr)
+        report = audit_ledger(runtime)
+    for finding in report.first_per_case():
+        print(finding.line())
+    summary = (
+        f"{report.cases} cases, {report.events} events, {report.leaves} leaves, "
+        f"{report.tree_heads} signed tree heads"
+    )
+    if not report.ok:
+        print(f"casetrail: the ledger does not verify ({summary})", file=sys.stderr)
         return 1
-    print(f"casetrail: all {len(case_ids)} cases verify")
+    print(f"casetrail: all {report.cases} cases verify ({summary})")
+    return 0
+
+
+def export(args: argparse.Namespace, settings: Settings) -> int:
+    _require_keys(settings)
+    target = _safe_output_path(args.out)
+    with Runtime(settings, start_followers=False) as runtime:
+        if not runtime.case_exists(args.case_id):
+            print(f"casetrail: no case {args.case_id}", file=sys.stderr)
+            return 1
+        bundle = runtime.bundle(args.case_id)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+    with os.fdopen(os.open(target, flags, 0o644), "wb") as handle:
+        handle.write(orjson.dumps(bundle, option=orjson.OPT_INDENT_2))
+    head = bundle["tree_head"]
+    print(
+        f"casetrail: wrote {len(bundle['events'])} events of {args.case_id} to {target}, "
+        f"proved against the signed tree head of size {head['tree_size']}"
+    )
+    return 0
+
+
+def _safe_output_path(path: str) -> Path:
+    """The export target: a new file under the current folder, reached without symlinks.
+
+    Absolute paths, `..` (also URL-encoded) and symlinks anywhere on the way are refused,
+    so an export can never write outside the folder it was started in.
+    """
+    decoded = unquote(path)
+    candidate = Path(path)
+    if candidate.is_absolute() or Path(decoded).is_absolute():
+        raise SystemExit(f"casetrail: {path}: give a path relative to the current folder")
+    if any(part == ".." for part in (*Path(decoded).parts, *candidate.parts)):
+        raise SystemExit(f"casetrail: {path}: '..' is not allowed in the output path")
+
+    base = Path.cwd().resolve()
+    current = base
+    for part in candidate.parts:
+        current = current / part
+        if current.is_symlink():
+            raise SystemExit(f"casetrail: {path}: the path goes through a symlink")
+    target = base / candidate
+    if target.exists():
+        raise SystemExit(f"casetrail: {path} exists; choose a new file name")
+    if not target.parent.is_dir():
+        raise SystemExit(f"casetrail: the folder of {path} does not exist")
+    if not target.resolve().is_relative_to(base):
+        raise SystemExit(f"casetrail: {path} leads outside the current folder")
+    return target
+
+
+def verify_bundle(args: argparse.Namespace, settings: Settings) -> int:
+    from domain.bundle import BundleCheckFailed, parse_bundle
+    from domain.bundle import verify_bundle as check
+    from domain.errors import SignatureError
+    from domain.signing import public_key_from_text
+
+    try:
+        bundle = parse_bundle(Path(args.file).read_bytes())
+        trusted = (
+            public_key_from_text(Path(args.public_key).read_text()) if args.public_key else None
+        )
+        later = (
+            parse_bundle(Path(args.later_tree_head).read_bytes()) if args.later_tree_head else None
+        )
+        proof = parse_bundle(Path(args.consistency).read_bytes()) if args.consistency else None
+        report = check(
+            bundle, trusted_public_key=trusted, later_tree_head=later, consistency_proof=proof
+        )
+    except (BundleCheckFailed, SignatureError) as error:
+        print(f"FAIL {error}")
+        return 1
+    except OSError as error:
+        print(f"FAIL cannot read {error.filename}: {error.strerror}")
+        return 1
+    if trusted is None:
+        print("note: no --public-key given; the bundle was checked against its own key")
+    print(report.summary())
     return 0
 
 

@@ -24,6 +24,7 @@ from starlette.testclient import TestClient
 
 from api.app import create_app
 from domain.settings import Settings
+from domain.signing import LedgerKey
 from domain.vault import new_master_key_file
 from projections.runtime import Runtime
 
@@ -88,6 +89,7 @@ def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
     var = tmp_path / "var"
     var.mkdir()
     new_master_key_file(str(var / "master.key"))
+    LedgerKey.create(str(var / "signing-key.pem"))
     base = Settings(
         database_url=f"sqlite:///{var / 'casetrail.sqlite'}",
         master_key_path=str(var / "master.key"),
