@@ -20,7 +20,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from api import ledger_routes, log_routes, meta_routes
+from api import attribution_routes, ledger_routes, log_routes, meta_routes
 from api.access_log import AccessLog
 from api.problems import problem_response, response_for_error
 from domain.errors import CasetrailError
@@ -37,6 +37,17 @@ def routes() -> list[BaseRoute]:
         Route("/v1/cases/{case_id}", ledger_routes.read_case_state, methods=["GET"]),
         Route("/v1/cases/{case_id}/verify", ledger_routes.verify_case, methods=["GET"]),
         Route("/v1/cases/{case_id}/bundle", log_routes.case_bundle, methods=["GET"]),
+        Route(
+            "/v1/cases/{case_id}/attribution",
+            attribution_routes.case_attribution,
+            methods=["GET"],
+        ),
+        Route(
+            "/v1/reports/attribution",
+            attribution_routes.attribution_report_route,
+            methods=["GET"],
+        ),
+        Route("/v1/policies", attribution_routes.policies, methods=["GET"]),
         Route("/v1/cases", ledger_routes.list_cases, methods=["GET"]),
         Route("/v1/feed", ledger_routes.read_feed, methods=["GET"]),
         Route("/v1/log/tree-head", log_routes.tree_head, methods=["GET"]),
@@ -76,6 +87,8 @@ def create_app(runtime: Runtime | None = None, settings: Settings | None = None)
             Exception: _unexpected_error,
         },
     )
+    # No redirect from /path/ to /path: it would be built from the client's Host header.
+    app.router.redirect_slashes = False
     if runtime is not None:
         app.state.runtime = runtime
     app.state.access_log = access_log

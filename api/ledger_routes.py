@@ -12,7 +12,7 @@ from starlette.responses import Response
 from api import params
 from api.auth import APPENDERS, READERS, principal, require
 from api.body import check_content_type, parse_strict, read_body
-from domain.errors import InvalidParameter, UnknownCase
+from domain.errors import ChainBroken, InvalidParameter, UnknownCase
 from domain.validation import request_fingerprint
 from projections.case_state import read_case
 from projections.runtime import Runtime
@@ -130,6 +130,14 @@ async def read_case_state(request: Request) -> Response:
         state = read_case(runtime.ledger, case_id)
         if state is None:
             raise UnknownCase(f"no case {case_id!r} (not yet projected)", pointer="/path/case_id")
+        integrity = state.get("integrity")
+        if integrity is not None:
+            raise ChainBroken(
+                f"case {case_id!r} does not verify at seq {integrity['first_bad_seq']}: "
+                f"{integrity['reason']}; its state is not served",
+                case_id=case_id,
+                seq=integrity["first_bad_seq"],
+            )
         return state
 
     return json_response(await run_in_threadpool(read))
@@ -160,7 +168,7 @@ async def list_cases(request: Request) -> Response:
             values.append(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return runtime.ledger.db.query(
-            "SELECT case_id, agency, kind, phase, closed, open_complaints, last_seq, head_hash, "
+            "SELECT case_id, agency, kind, phase, closed, sound, open_complaints, last_seq, head_hash, "
             f"opened_at, updated_at FROM case_state {where} ORDER BY case_id LIMIT ?",
             [*values, limit],
         )
@@ -168,6 +176,7 @@ async def list_cases(request: Request) -> Response:
     rows = await run_in_threadpool(read)
     for row in rows:
         row["closed"] = bool(row["closed"])
+        row["sound"] = bool(row["sound"])
     next_after = rows[-1]["case_id"] if len(rows) == limit else None
     return json_response({"cases": rows, "next_after": next_after})
 
@@ -178,7 +187,11 @@ async def verify_case(request: Request) -> Response:
     case_id = params.case_id(request)
 
     def verify() -> dict[str, Any]:
-        runtime.visible_case(case_id, caller)
+        try:
+            runtime.visible_case(case_id, caller)
+        except ChainBroken:
+            if caller.agency is not None:
+                raise  # whose case it is cannot be told, so a scoped key learns nothing more
         return runtime.verify_case(case_id).as_json()
 
     return json_response(await run_in_threadpool(verify))

@@ -70,7 +70,7 @@ async def inclusion(request: Request) -> Response:
             "give exactly one of position (a feed position) or event (an event hash)",
             pointer="/query/position",
         )
-    if event is not None and not HEX_HASH.match(event):
+    if event is not None and not HEX_HASH.fullmatch(event):
         raise InvalidParameter("event must be 64 lower-case hex digits", pointer="/query/event")
     if "tree_size" in request.query_params and size == 0:
         raise InvalidParameter("tree_size must be at least 1", pointer="/query/tree_size")

@@ -29,21 +29,31 @@ async def index(request: Request) -> Response:
     )
 
 
+DEGRADED_BEHIND = 10_000
+"""A view more feed positions behind the head than this is reported as degraded."""
+
+
 async def healthz(request: Request) -> Response:
     runtime = runtime_of(request)
 
     def check() -> dict[str, Any]:
         head = runtime.head_position()
-        views = {
-            name: {
-                "position": follower.view.position(),
-                "behind": max(0, head - follower.view.position()),
+        views: dict[str, dict[str, Any]] = {}
+        troubled = []
+        for name, follower in runtime.followers.items():
+            position = follower.view.position()
+            behind = max(0, head - position)
+            views[name] = {
+                "position": position,
+                "behind": behind,
                 "last_error": follower.last_error,
             }
-            for name, follower in runtime.followers.items()
-        }
+            if follower.last_error is not None or behind > DEGRADED_BEHIND:
+                troubled.append(name)
         return {
-            "status": "ok",
+            "status": "degraded" if troubled else "ok",
+            "troubled_views": troubled,
+            "signing_key": runtime.signing_key is not None,
             "database": runtime.ledger.target.backend,
             "head": head,
             "views": views,

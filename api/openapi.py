@@ -165,6 +165,57 @@ def _paths() -> dict[str, Any]:
                 "responses": {"200": _json(_ref("Bundle"), "the bundle"), **_problems(404)},
             }
         },
+        "/v1/cases/{case_id}/attribution": {
+            "get": {
+                "summary": "The case's verdicts under a policy, as the ledger stood at a moment",
+                "description": "Evaluated directly from the verified records. `as_of` is "
+                "ledger (recorded) time: events recorded later do not exist for the evaluation, "
+                "and deadlines are judged at it. Same input, same output.",
+                "parameters": [
+                    CASE_PATH,
+                    _query("as_of", {"type": "string"}, "RFC 3339 date-time; default now"),
+                    _query("policy", {"type": "string"}, "a policy id from /v1/policies"),
+                ],
+                "responses": {"200": _json(_ref("Attribution"), "verdicts"), **_problems(400, 404)},
+            }
+        },
+        "/v1/reports/attribution": {
+            "get": {
+                "summary": "Met and breached counts per agency and agent, and every breach",
+                "description": "From the attribution view, re-evaluated on every new event "
+                "and whenever a pending deadline passes. Periods filter on each verdict's due "
+                "time (or when it was settled). `format=csv` gives the counts, or with "
+                "`part=breaches` the breaches.",
+                "parameters": [
+                    _query("agency", {"type": "string"}, "one agency"),
+                    _query("agent", {"type": "string"}, "one performer"),
+                    _query("from", {"type": "string"}, "date or date-time, inclusive"),
+                    _query("to", {"type": "string"}, "date or date-time, exclusive"),
+                    _query("status", {"enum": ["met", "breached"]}, "one status"),
+                    _query(
+                        "severity", {"enum": ["low", "medium", "high", "critical"]}, "one severity"
+                    ),
+                    _query("format", {"enum": ["json", "csv"]}, "json (default) or csv"),
+                    _query("part", {"enum": ["counts", "breaches"]}, "for csv"),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "the report",
+                        "content": {
+                            "application/json": {"schema": _ref("Report")},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_problems(400),
+                },
+            }
+        },
+        "/v1/policies": {
+            "get": {
+                "summary": "The policies this ledger ships, their obligations and content hashes",
+                "responses": {"200": _json({"type": "object"}, "policies"), **_problems()},
+            }
+        },
         "/v1/log/tree-head": {
             "get": {
                 "summary": "The latest signed tree head",
@@ -421,6 +472,55 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "Catalogue": {"type": "object"},
+        "Verdict": {
+            "type": "object",
+            "required": [
+                "obligation",
+                "status",
+                "due",
+                "settled_at",
+                "accountable",
+                "performer",
+                "supervisor",
+                "evidence",
+                "source",
+                "basis",
+            ],
+            "properties": {
+                "obligation": {"type": "string"},
+                "status": {"enum": ["met", "breached", "pending", "not_applicable", "waived"]},
+                "due": {"type": ["string", "null"]},
+                "settled_at": {"type": ["string", "null"]},
+                "accountable": {"type": ["string", "null"]},
+                "performer": {"type": ["string", "null"]},
+                "supervisor": {"type": ["string", "null"]},
+                "client_share": {"type": "object"},
+                "evidence": {"type": "array", "items": {"type": "object"}},
+                "source": {"type": "string"},
+                "basis": {"type": "string"},
+                "severity": {"type": "string"},
+                "flags": {"type": "array", "items": {"type": "string"}},
+                "reason": {"type": "string"},
+            },
+        },
+        "Attribution": {
+            "type": "object",
+            "properties": {
+                "case_id": CASE_ID,
+                "as_of": {"type": "string"},
+                "policy": {"type": "object"},
+                "verdicts": {"type": "array", "items": _ref("Verdict")},
+            },
+        },
+        "Report": {
+            "type": "object",
+            "properties": {
+                "policy": {"type": "object"},
+                "filters": {"type": "object"},
+                "agencies": {"type": "array", "items": {"type": "object"}},
+                "breaches": {"type": "array", "items": {"type": "object"}},
+            },
+        },
         "TreeHead": {
             "type": "object",
             "required": ["log_id", "tree_size", "root_hash", "timestamp", "signature"],

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 from starlette.requests import Request
 
 from domain.catalogue import CASE_ID_PATTERN
@@ -10,7 +12,7 @@ from domain.errors import InvalidParameter, UnknownCase
 
 def case_id(request: Request, *, for_write: bool = False) -> str:
     value = str(request.path_params["case_id"])
-    if CASE_ID_PATTERN.match(value):
+    if CASE_ID_PATTERN.fullmatch(value):
         return value
     if for_write:
         raise InvalidParameter(
@@ -29,7 +31,7 @@ def integer(
     raw = request.query_params.get(name)
     if raw is None or raw == "":
         return default
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise InvalidParameter(
             f"{name} must be a whole number ≥ {minimum}", pointer=f"/query/{name}"
         )
@@ -63,3 +65,23 @@ def choice(
             pointer=f"/query/{name}",
         )
     return raw
+
+
+def moment(request: Request, name: str) -> datetime | None:
+    """An RFC 3339 date-time with an offset, or a plain date (midnight UTC)."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        if len(raw) == 10:
+            return datetime.fromisoformat(raw).replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        parsed = None
+    if parsed is None or parsed.tzinfo is None:
+        raise InvalidParameter(
+            f"{name} must be a date (2024-03-01) or an RFC 3339 date-time with an offset "
+            "(2024-03-01T10:00:00+08:00)",
+            pointer=f"/query/{name}",
+        )
+    return parsed

@@ -41,8 +41,9 @@ KINDS: dict[str, ProblemKind] = {
         ProblemKind(
             "invalid-parameter",
             400,
-            "A query parameter or header is invalid",
-            "A query parameter or header has a value the endpoint cannot use; `pointer` names it.",
+            "A request parameter is invalid",
+            "A path segment, query parameter or header has a value the endpoint cannot use; "
+            "`pointer` names it.",
         ),
         ProblemKind(
             "missing-purpose",

@@ -201,7 +201,7 @@ def _check_tree_head(data: dict[str, Any], public_key: bytes) -> TreeHead:
 def _check_events(bundle: dict[str, Any], head: TreeHead) -> None:
     case_id = bundle["case_id"]
     chain = ChainVerifier(case_id)
-    root = bytes.fromhex(head.root_hash)
+    included = merkle.InclusionVerifier(head.tree_size, bytes.fromhex(head.root_hash))
 
     for entry in bundle["events"]:
         record = entry["record"]
@@ -220,7 +220,7 @@ def _check_events(bundle: dict[str, Any], head: TreeHead) -> None:
             raise BundleCheckFailed("inclusion", f"seq {seq}: a proof element is not hex") from None
         leaf = merkle.leaf_hash(bytes.fromhex(record["hash"]))
         try:
-            merkle.verify_inclusion(leaf, entry["leaf_index"], head.tree_size, proof, root)
+            included.verify(leaf, entry["leaf_index"], proof)
         except ProofError as error:
             raise BundleCheckFailed(
                 "inclusion",

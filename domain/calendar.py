@@ -145,7 +145,7 @@ def load_calendar(name: str = "cn") -> WorkingDayCalendar:
 @functools.cache
 def _load_shipped_calendar(name: str) -> WorkingDayCalendar:
     # The name becomes a file path, so keep it to a plain word.
-    if not _CALENDAR_NAME.match(name):
+    if not _CALENDAR_NAME.fullmatch(name):
         raise ValueError(f"calendar name {name!r} is not a plain lowercase word")
     path = _CALENDAR_DIR / f"{name}.yaml"
     if not path.is_file():
@@ -248,7 +248,7 @@ def _dates(node: object, year: int, where: str) -> frozenset[date]:
 
 def _iso_date(item: object, where: str) -> date:
     # date.fromisoformat alone would also take "20240204" on Python 3.11; the file uses one form.
-    if isinstance(item, str) and _ISO_DATE.match(item):
+    if isinstance(item, str) and _ISO_DATE.fullmatch(item):
         try:
             return date.fromisoformat(item)
         except ValueError:
@@ -257,7 +257,7 @@ def _iso_date(item: object, where: str) -> date:
 
 
 def _year(key: str, where: str) -> int:
-    if not _YEAR.match(key):
+    if not _YEAR.fullmatch(key):
         raise ValueError(f"{where}: year key {key!r} is not a four-digit year")
     return int(key)
 

@@ -26,7 +26,7 @@ SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 RFC3339_WITH_OFFSET = re.compile(
-    r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?(Z|[+-]\d{2}:\d{2})$"
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
 
 _ID = {"type": "string", "minLength": 1, "maxLength": 200}
@@ -39,7 +39,7 @@ _FIELD_KINDS: dict[str, dict[str, Any]] = {
     "int": {"type": "integer", "minimum": -MAX_EXACT_INTEGER, "maximum": MAX_EXACT_INTEGER},
     "money": {"type": "integer", "minimum": 0, "maximum": MAX_EXACT_INTEGER},
     "currency": {"type": "string", "pattern": "^[A-Z]{3}$"},
-    "date": {"type": "string", "pattern": r"^\d{4}-\d{2}-\d{2}$"},
+    "date": {"type": "string", "pattern": "^[0-9]{4}-[0-9]{2}-[0-9]{2}$", "format": "date"},
     "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
     "list": {"type": "array"},
     "object": {"type": "object"},
@@ -57,6 +57,7 @@ class EventType:
     labels: dict[str, str]
     required: tuple[str, ...]
     personal: tuple[str, ...]
+    dates: tuple[str, ...]
     subject: str | None
     payload_schema: dict[str, Any]
     validator: Draft202012Validator = field(repr=False, compare=False)
@@ -101,7 +102,7 @@ class Catalogue:
 
 def parse_occurred_at(value: str) -> datetime | None:
     """Parse an RFC 3339 timestamp that carries an offset; None if it is not one."""
-    if not RFC3339_WITH_OFFSET.match(value):
+    if not RFC3339_WITH_OFFSET.fullmatch(value):
         return None
     try:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
@@ -189,17 +190,20 @@ def _compile_type(name: str, spec: dict[str, Any], version: int) -> EventType:
 
     properties: dict[str, Any] = {}
     personal: list[str] = []
+    dates: list[str] = []
     for field_name, kind in {**required, **optional}.items():
         properties[field_name] = _field_schema(name, field_name, kind)
         if kind == "personal":
             personal.append(field_name)
+        if isinstance(kind, str) and kind.rstrip("?") == "date":
+            dates.append(field_name)
 
     payload_schema = {
         "$schema": SCHEMA_DIALECT,
         "type": "object",
         "required": list(required),
         "properties": properties,
-        "additionalProperties": True,
+        "additionalProperties": False,
     }
     Draft202012Validator.check_schema(payload_schema)
 
@@ -210,6 +214,7 @@ def _compile_type(name: str, spec: dict[str, Any], version: int) -> EventType:
         labels={"en": spec["en"], "zh": spec["zh"]},
         required=tuple(required),
         personal=tuple(personal),
+        dates=tuple(dates),
         subject=spec.get("subject"),
         payload_schema=payload_schema,
         validator=Draft202012Validator(payload_schema),

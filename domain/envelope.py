@@ -92,6 +92,10 @@ def parse_stored(state: bytes, *, seq: int, verify: bool = True) -> Record | Rec
     Read models pass `verify=False`: they only need the values, and verification is the
     business of the chain verifier and of every read that serves records.
     """
+    if not isinstance(state, bytes):
+        return RecordFault(
+            seq, "stored record is not bytes (the column holds text or another type)"
+        )
     try:
         record = orjson.loads(state)
     except orjson.JSONDecodeError:
@@ -182,7 +186,7 @@ class ChainVerifier:
                 RecordFault(expected_seq, f"seq {expected_seq} is missing from the store", "place")
             )
 
-        record = parse_stored(state, seq=stored_seq) if isinstance(state, bytes) else state
+        record = state if isinstance(state, dict) else parse_stored(state, seq=stored_seq)
         if isinstance(record, RecordFault):
             return self._fail(record)
         fault = check_record(record, case_id=self.case_id, seq=stored_seq)

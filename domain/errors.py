@@ -10,6 +10,7 @@
     ├── NotPermitted            a valid key without the right (HTTP 403)
     ├── ConcurrencyConflict     the case moved on since the caller last looked (HTTP 409)
     ├── IdempotencyKeyReused    a key came back with a different request (HTTP 422)
+    ├── InternalFault           the ledger failed in a way it did not anticipate (HTTP 500)
     └── LedgerIntegrityError    recorded history, a proof or a signature does not verify
         ├── ChainBroken         a case's hash chain does not link up
         ├── ProofError          a Merkle inclusion or consistency proof fails
@@ -72,6 +73,10 @@ class ConcurrencyConflict(CasetrailError):
 
 class IdempotencyKeyReused(CasetrailError):
     kind = "idempotency-key-reused"
+
+
+class InternalFault(CasetrailError):
+    kind = "internal-error"
 
 
 class LedgerIntegrityError(CasetrailError):

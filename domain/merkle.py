@@ -453,6 +453,69 @@ def verify_inclusion(
         )
 
 
+class InclusionVerifier:
+    """Checks many inclusion proofs against one tree head, hashing shared paths once.
+
+    Proofs of leaves close together in the tree end in the same upper path. Once a proof
+    has verified, every node it computed on the way up is known to lead to the root with
+    the rest of that proof. A later proof that computes the same node (same position, same
+    value) and carries the same rest of the path is accepted there without re-hashing it:
+    exactly the verdict `verify_inclusion` gives, reached with less work. Everything else
+    (types, lengths, index bounds, a different path) takes the full check.
+    """
+
+    def __init__(self, tree_size: int, root: bytes) -> None:
+        _check_hash("root", root)
+        _require_int("tree size", tree_size, ProofError)
+        self.tree_size = tree_size
+        self.root = root
+        self._proven: dict[tuple[int, int], tuple[bytes, tuple[bytes, ...], int]] = {}
+
+    def verify(self, leaf_hash: bytes, index: int, proof: Sequence[bytes]) -> None:
+        _check_hash("leaf hash", leaf_hash)
+        _check_proof(proof)
+        _require_leaf_index(index, self.tree_size, ProofError)
+        where = f"index {index} in a tree of size {self.tree_size}"
+        _check_proof_length(len(proof), inclusion_proof_length(index, self.tree_size), where)
+
+        elements = tuple(proof)
+        visited: list[tuple[tuple[int, int], bytes, int]] = []
+        result, fn, sn, shifts = leaf_hash, index, self.tree_size - 1, 0
+        for position, sibling in enumerate(elements):
+            if fn & 1 or fn == sn:
+                result = node_hash(sibling, result)
+                while fn and not fn & 1:
+                    fn, sn, shifts = fn >> 1, sn >> 1, shifts + 1
+            else:
+                result = node_hash(result, sibling)
+            fn, sn, shifts = fn >> 1, sn >> 1, shifts + 1
+
+            # The node now in hand covers the leaves whose index >> shifts == fn.
+            node = (shifts, fn)
+            proven = self._proven.get(node)
+            if proven is not None:
+                value, rest, start = proven
+                if value == result and rest[start:] == elements[position + 1 :]:
+                    self._remember(visited, elements)
+                    return
+            visited.append((node, result, position + 1))
+
+        if sn != 0:
+            raise ProofError(f"proof ends {sn.bit_length()} levels below the root for {where}")
+        if not hmac.compare_digest(result, self.root):
+            raise ProofError(
+                f"calculated root {_short(result)} does not match the given root "
+                f"{_short(self.root)}"
+            )
+        self._remember(visited, elements)
+
+    def _remember(
+        self, visited: list[tuple[tuple[int, int], bytes, int]], elements: tuple[bytes, ...]
+    ) -> None:
+        for node, value, start in visited:
+            self._proven.setdefault(node, (value, elements, start))
+
+
 def verify_consistency(
     size1: int, size2: int, proof: Sequence[bytes], root1: bytes, root2: bytes
 ) -> None:

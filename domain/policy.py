@@ -358,7 +358,7 @@ def available_policies() -> tuple[str, ...]:
 
 def load_policy(policy_id: str) -> Policy:
     """The shipped policy ``policy_id``, read and checked once per process."""
-    if not _POLICY_NAME.match(policy_id):
+    if not _POLICY_NAME.fullmatch(policy_id):
         raise ValueError(f"policy id {policy_id!r} is not a plain lowercase name")
     return _load_shipped(policy_id)
 
@@ -383,7 +383,7 @@ def content_hash(data: bytes) -> str:
 
 def parse_duration(text: str) -> Duration | None:
     """The duration ``text`` names, or None if it is not ISO 8601 (PnYnMnWnDTnHnMnS)."""
-    match = _DURATION.match(text)
+    match = _DURATION.fullmatch(text)
     if match is None or text in ("P", "PT") or text.endswith("T"):
         return None
     years, months, weeks, days, hours, minutes, seconds = (
@@ -457,7 +457,7 @@ def _base_policy(
 
     base_id = top["extends"].string()
     base_path = path.parent / f"{base_id}.yaml"
-    if not _POLICY_NAME.match(base_id) or not base_path.is_file():
+    if not _POLICY_NAME.fullmatch(base_id) or not base_path.is_file():
         raise top["extends"].error(f"no policy {base_id!r} next to this file ({base_path})")
     return _load(base_path, parameters, seen)
 
@@ -585,7 +585,7 @@ def _obligation(node: _Node) -> Obligation:
         _OBLIGATION_KEYS, required={"id", "description", "severity", "basis", "source"}
     )
     obligation_id = fields["id"].string()
-    if not _OBLIGATION_ID.match(obligation_id):
+    if not _OBLIGATION_ID.fullmatch(obligation_id):
         raise fields["id"].error(f"{obligation_id!r} is not an obligation id like CN-INT-01")
     basis = fields["basis"].choice(BASIS_TAGS)
     scope = fields["scope"].choice(("case", "agency")) if "scope" in fields else "case"

@@ -148,3 +148,7 @@ class Settings:
             paths.append(self.database.path)
         for path in paths:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
+        if self.database.is_sqlite:
+            # Owner-only from the start: SQLite gives its -wal and -shm files the same mode.
+            descriptor = os.open(self.database.path, os.O_CREAT | os.O_RDWR, 0o600)
+            os.close(descriptor)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 import threading
 import time
@@ -20,6 +21,7 @@ from domain.envelope import format_recorded_at
 from projections.store import Database
 
 ROLES = ("integrator", "agent", "compliance", "auditor", "admin")
+AGENCY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
 DDL = [
     """
@@ -70,6 +72,14 @@ class ApiKeys:
     ) -> tuple[str, Principal]:
         if role not in ROLES:
             raise ValueError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
+        if agency is not None and not AGENCY_ID.fullmatch(agency):
+            raise ValueError(
+                f"--agency must be an agency id (letters, digits, '.', '_', '-'), got {agency!r}"
+            )
+        if role == "agent" and agency is None:
+            raise ValueError("an agent key belongs to one agency: give --agency")
+        if role == "admin" and agency is not None:
+            raise ValueError("an admin key is not bound to an agency; leave out --agency")
         key_id = "key_" + secrets.token_hex(6)
         secret = secrets.token_urlsafe(32)
         with self.db.transaction() as cursor:

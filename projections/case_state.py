@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
@@ -10,10 +11,19 @@ from eventsourcing.persistence import Notification
 
 from domain.case import case_stream_id
 from domain.catalogue import load_catalogue
-from domain.envelope import Record, parse_stored
+from domain.envelope import (
+    GENESIS_HASH,
+    ChainVerifier,
+    Record,
+    RecordFault,
+    check_record,
+    parse_stored,
+)
 from domain.state import State, apply, fold, new_state
 from projections.follower import LedgerProjection, View
 from projections.store import Cursor, Ledger
+
+log = logging.getLogger("casetrail.case_state")
 
 VIEW_NAME = "case_state"
 DDL = [
@@ -24,6 +34,7 @@ DDL = [
         kind TEXT,
         phase TEXT NOT NULL,
         closed INTEGER NOT NULL,
+        sound INTEGER NOT NULL,
         open_complaints INTEGER NOT NULL,
         last_seq {bigint} NOT NULL,
         head_hash TEXT NOT NULL,
@@ -70,9 +81,32 @@ class CaseStateProjection(LedgerProjection):
                     _write(cursor, state)
 
     def _next_state(self, cursor: Cursor, case_id: str, records: list[Record]) -> State | None:
+        """The case's state after these records, or the sound part of it and why it stops.
+
+        Records are checked as they are applied (hash, seq, link to the last one), so the
+        view never presents tampered history as the case's state. Anything that cannot be
+        projected marks this case alone; the view goes on for every other case.
+        """
+        try:
+            return self._apply_records(cursor, case_id, records)
+        except Exception as error:
+            log.exception("case %s cannot be projected", case_id)
+            cursor.execute("SELECT state FROM case_state WHERE case_id = ?", [case_id])
+            row = cursor.fetchone()
+            if row is None:
+                return None
+            state: State = orjson.loads(row["state"])
+            state["integrity"] = {
+                "ok": False,
+                "first_bad_seq": records[0]["seq"],
+                "reason": f"the event could not be projected ({type(error).__name__})",
+            }
+            return state
+
+    def _apply_records(self, cursor: Cursor, case_id: str, records: list[Record]) -> State | None:
         if any(record["type"] == "event.corrected" for record in records):
             # A correction changes how earlier events count: fold the case again.
-            return fold(self._all_records(case_id, upto=records[-1]["seq"]), self.catalogue)
+            return self._refold(case_id, upto=records[-1]["seq"])
 
         cursor.execute("SELECT state FROM case_state WHERE case_id = ?", [case_id])
         row = cursor.fetchone()
@@ -81,32 +115,65 @@ class CaseStateProjection(LedgerProjection):
         elif records[0]["seq"] == 1:
             state = new_state(records[0])
         else:
-            return fold(self._all_records(case_id, upto=records[-1]["seq"]), self.catalogue)
+            return self._refold(case_id, upto=records[-1]["seq"])
 
         for record in records:
-            if record["seq"] > state["last_seq"]:
-                apply(state, record, self.catalogue)
+            if "integrity" in state:
+                break  # nothing after a bad record is presented as the case's state
+            if record["seq"] <= state["last_seq"]:
+                continue
+            fault = _link_fault(state, record)
+            if fault is not None:
+                state["integrity"] = {
+                    "ok": False,
+                    "first_bad_seq": fault.seq,
+                    "reason": fault.reason,
+                }
+                break
+            apply(state, record, self.catalogue)
         return state
 
-    def _all_records(self, case_id: str, *, upto: int) -> list[Record]:
-        stored = self.ledger.recorder.select_events(case_stream_id(case_id), lte=upto)
-        records = []
-        for event in stored:
-            record = parse_stored(event.state, seq=event.originator_version)
-            if isinstance(record, dict):
-                records.append(record)
-        return records
+    def _refold(self, case_id: str, *, upto: int) -> State | None:
+        verifier = ChainVerifier(case_id)
+        records: list[Record] = []
+        for event in self.ledger.recorder.select_events(case_stream_id(case_id), lte=upto):
+            if verifier.add(event.originator_version, event.state) is not None:
+                break
+            records.append(parse_stored(event.state, seq=event.originator_version, verify=False))  # type: ignore[arg-type]
+        state = fold(records, self.catalogue)
+        if state is not None and verifier.fault is not None:
+            state["integrity"] = {
+                "ok": False,
+                "first_bad_seq": verifier.fault.seq,
+                "reason": verifier.fault.reason,
+            }
+        return state
+
+
+def _link_fault(state: State, record: Record) -> RecordFault | None:
+    seq = int(record["seq"])
+    if seq != state["last_seq"] + 1:
+        return RecordFault(
+            state["last_seq"] + 1, f"seq {state['last_seq'] + 1} is missing", "place"
+        )
+    fault = check_record(record, case_id=state["case_id"], seq=seq)
+    if fault is not None:
+        return fault
+    if record["prev_hash"] != (state["head_hash"] or GENESIS_HASH):
+        return RecordFault(seq, f"prev_hash does not match the hash of seq {seq - 1}", "link")
+    return None
 
 
 def _write(cursor: Cursor, state: State) -> None:
     cursor.execute(
         """
-        INSERT INTO case_state (case_id, agency, kind, phase, closed, open_complaints,
+        INSERT INTO case_state (case_id, agency, kind, phase, closed, sound, open_complaints,
                                 last_seq, head_hash, opened_at, updated_at, state)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (case_id) DO UPDATE SET
             agency = excluded.agency, kind = excluded.kind, phase = excluded.phase,
-            closed = excluded.closed, open_complaints = excluded.open_complaints,
+            closed = excluded.closed, sound = excluded.sound,
+            open_complaints = excluded.open_complaints,
             last_seq = excluded.last_seq, head_hash = excluded.head_hash,
             opened_at = excluded.opened_at, updated_at = excluded.updated_at,
             state = excluded.state
@@ -117,6 +184,7 @@ def _write(cursor: Cursor, state: State) -> None:
             state["kind"],
             state["phase"],
             int(state["closed"]),
+            int("integrity" not in state),
             state["open_complaints"],
             state["last_seq"],
             state["head_hash"],

@@ -113,6 +113,10 @@ class LedgerProjection(Projection[Any]):
     def reload(self) -> None:
         """Forget cached state: another process advanced the view (see `Follower`)."""
 
+    def reset(self) -> None:
+        """Drop everything the projection built, to rebuild it from the start of the feed."""
+        self.ledger_view.reset()
+
 
 class Follower:
     """Keeps one projection up to date with the log, on its own thread."""

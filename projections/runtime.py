@@ -10,19 +10,31 @@ import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from domain.bundle import build_bundle
 from domain.case import Case, case_stream_id
 from domain.catalogue import Catalogue, load_catalogue
-from domain.envelope import ChainReport, ChainVerifier, Record, RecordFault, parse_stored
+from domain.envelope import (
+    ChainReport,
+    ChainVerifier,
+    Record,
+    RecordFault,
+    check_record,
+    format_recorded_at,
+    parse_stored,
+)
 from domain.errors import ChainBroken, LedgerIntegrityError, UnknownCase
+from domain.evaluator import evaluate, verdicts_as_json
+from domain.policy import load_policy
 from domain.settings import Settings
 from domain.signing import LedgerKey, TreeHead
 from domain.state import State, fold
 from domain.validation import EventValidator
 from domain.vault import field_context, load_master_key, seal
 from projections.apikeys import ApiKeys, Principal
+from projections.attribution import AttributionProjection
 from projections.case_state import CaseStateProjection
 from projections.follower import Follower
 from projections.keystore import KeyStore
@@ -61,13 +73,19 @@ class Runtime:
         )
         self.log = TransparencyLog(self.ledger, self.sealer)
         self.writer = Writer(
-            self.ledger, seal_personal=self.seal_personal, guard_case=self.guard_case
+            self.ledger,
+            seal_personal=self.seal_personal,
+            guard_case=self.guard_case,
+            check_payload=self.check_payload,
         )
         self.case_state = CaseStateProjection(self.ledger)
+        self.policy = load_policy(settings.policy)
+        self.attribution = AttributionProjection(self.ledger, self.policy)
         self._agencies: dict[str, str] = {}
         self.followers: dict[str, Follower] = {
             "case_state": Follower(self.ledger, self.case_state),
             "transparency_log": Follower(self.ledger, self.sealer),
+            "attribution": Follower(self.ledger, self.attribution),
         }
         if start_followers:
             for follower in self.followers.values():
@@ -108,19 +126,45 @@ class Runtime:
             )
         return sealed
 
-    def guard_case(self, case_id: str, stored_length: int) -> None:
-        """Refuse to append to a case that lost events the transparency log holds.
+    def guard_case(self, case_id: str, stored: dict[int, str]) -> None:
+        """Refuse to append to a case whose store disagrees with the transparency log.
 
-        Without this, a case truncated behind the ledger's back would be extended at its
-        old length, and the new events would hide the removal from the chain.
+        A sealed event rewritten, or events removed behind the ledger's back, would
+        otherwise be extended at the old length, hiding the damage from the chain.
         """
-        sealed = self.log.sealed_length(case_id)
-        if sealed > stored_length:
-            raise LedgerIntegrityError(
-                f"case {case_id!r} has {stored_length} events in the store but the "
-                f"transparency log holds seq {sealed}: events were removed; the ledger "
-                "refuses to append until this is investigated (run `casetrail verify`)"
-            )
+        sealed = self.log.leaf_hashes(case_id, 1, None)
+        for seq, leaf_hash in sorted(sealed.items()):
+            if seq not in stored:
+                raise LedgerIntegrityError(
+                    f"case {case_id!r} has {len(stored)} events in the store but the "
+                    f"transparency log holds seq {max(sealed)}: events were removed; the ledger "
+                    "refuses to append until this is investigated (run `casetrail verify`)"
+                )
+            if stored[seq] != leaf_hash:
+                raise LedgerIntegrityError(
+                    f"case {case_id!r} seq {seq} differs from its leaf in the transparency log; "
+                    "the ledger refuses to append until this is investigated"
+                )
+
+    def check_payload(self, event_type: str, payload: Any, pointer: str) -> None:
+        self.validator.payload(event_type, payload, pointer)
+
+    # -- attribution ------------------------------------------------------------------
+
+    def attribution_of(
+        self, case_id: str, *, as_of: datetime | None = None, policy_id: str | None = None
+    ) -> dict[str, Any]:
+        """A case's verdicts evaluated directly from its verified records, as of a moment."""
+        policy = self.policy if policy_id is None else load_policy(policy_id)
+        moment = as_of or datetime.now(UTC)
+        records = self.verified_records(case_id)
+        verdicts = evaluate(records, policy, moment)
+        return {
+            "case_id": case_id,
+            "as_of": format_recorded_at(moment),
+            "policy": policy.ref(),
+            "verdicts": verdicts_as_json(verdicts),
+        }
 
     # -- the transparency log ---------------------------------------------------------
 
@@ -134,7 +178,7 @@ class Runtime:
     def bundle(self, case_id: str) -> dict[str, Any]:
         """A dispute bundle of the case, against a tree head that covers all its events."""
         head = self.seal_now()
-        records = self._verified_records(case_id)
+        records = self.verified_records(case_id)
         if head is None or self.signing_key is None:
             raise LedgerIntegrityError("no signed tree head exists yet")
         leaves = {int(leaf["seq"]): leaf for leaf in self.log.leaves_of_case(case_id)}
@@ -160,7 +204,28 @@ class Runtime:
             case_id, self.catalogue.version, self.signing_key.public_key, head, entries
         )
 
-    def _verified_records(self, case_id: str) -> list[Record]:
+    def verified_records(self, case_id: str) -> list[Record]:
+        """All of a case's records, after checking its chain and its leaves in the log.
+
+        Everything that presents a case as sound (replay, attribution, bundles) reads it
+        through here, so tampered history is refused with the first bad seq, not served.
+        """
+        records = self._chain_records(case_id)
+        hashes = {int(record["seq"]): str(record["hash"]) for record in records}
+        report = ChainReport(case_id, len(records), records[-1]["hash"] if records else "")
+        checked = self._against_log(report, hashes)
+        if checked.fault is not None:
+            raise ChainBroken(
+                f"case {case_id!r} does not verify at seq {checked.fault.seq}: "
+                f"{checked.fault.reason}",
+                case_id=case_id,
+                seq=checked.fault.seq,
+            )
+        if not records:
+            raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
+        return records
+
+    def _chain_records(self, case_id: str) -> list[Record]:
         verifier = ChainVerifier(case_id)
         records: list[Record] = []
         for seq, state in self.iter_records(case_id):
@@ -172,8 +237,6 @@ class Runtime:
                     seq=fault.seq,
                 )
             records.append(parse_stored(state, seq=seq, verify=False))  # type: ignore[arg-type]
-        if not records:
-            raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
         return records
 
     # -- keeping views current --------------------------------------------------------
@@ -202,21 +265,43 @@ class Runtime:
         return self.case_agency(case_id) is not None
 
     def case_agency(self, case_id: str) -> str | None:
-        """The agency that opened a case (which never changes), or None if there is no case."""
+        """The agency that opened a case (which never changes), or None if there is no case.
+
+        Access control rests on this, so the opening record is checked before it is
+        believed: its own hash, and its leaf in the transparency log once it is sealed.
+        """
         agency = self._agencies.get(case_id)
         if agency is not None:
             return agency
         first = self.ledger.recorder.select_events(case_stream_id(case_id), limit=1)
         if not first:
             return None
-        record = parse_stored(first[0].state, seq=first[0].originator_version)
-        if not isinstance(record, dict):
-            raise ChainBroken(record.reason, case_id=case_id, seq=record.seq)
-        agency = str(record["actor"]["agency"])
+        opened = parse_stored(first[0].state, seq=first[0].originator_version)
+        fault = self._opening_fault(case_id, opened)
+        if fault is not None or not isinstance(opened, dict):
+            reason = fault.reason if fault is not None else "unreadable"
+            raise ChainBroken(
+                f"case {case_id!r} cannot be trusted: its opening record does not verify "
+                f"({reason})",
+                case_id=case_id,
+                seq=1,
+            )
+        agency = str(opened["actor"]["agency"])
         if len(self._agencies) > 100_000:
             self._agencies.clear()
         self._agencies[case_id] = agency
         return agency
+
+    def _opening_fault(self, case_id: str, opened: Record | RecordFault) -> RecordFault | None:
+        if isinstance(opened, RecordFault):
+            return opened
+        fault = check_record(opened, case_id=case_id, seq=1)
+        if fault is not None:
+            return fault
+        sealed = self.log.leaf_hashes(case_id, 1, 1).get(1)
+        if sealed is not None and sealed != opened["hash"]:
+            return RecordFault(1, "it differs from its leaf in the transparency log", "log")
+        return None
 
     def visible_case(self, case_id: str, viewer: Principal) -> str:
         """The case's agency if `viewer` may see the case; otherwise 404, as for no case."""
@@ -349,13 +434,16 @@ class Runtime:
                 break
             hashes[seq] = str(verifier.head_hash)
         report = verifier.report()
-        leaves = self.log.leaves_of_case(case_id) if against_log else []
-        if not hashes and report.ok and not leaves:
-            raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
-        if not report.ok:
+        if not report.ok or not against_log:
             return report
+        checked = self._against_log(report, hashes)
+        if not hashes and checked.ok:
+            raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
+        return checked
 
-        for leaf in leaves:
+    def _against_log(self, report: ChainReport, hashes: dict[int, str]) -> ChainReport:
+        """A sound chain, checked against the leaves the log holds for the case."""
+        for leaf in self.log.leaves_of_case(report.case_id):
             seq = int(leaf["seq"])
             if seq not in hashes:
                 return _fault(
@@ -392,19 +480,15 @@ class Runtime:
     def state_as_of(
         self, case_id: str, *, seq: int | None = None, recorded: str | None = None
     ) -> State | None:
-        records: list[Record] = []
-        for stored_seq, state in self.iter_records(case_id):
-            record = parse_stored(state, seq=stored_seq)
-            if not isinstance(record, dict):
-                raise ChainBroken(record.reason, case_id=case_id, seq=record.seq)
-            if seq is not None and stored_seq > seq:
-                break
-            if recorded is not None and record["recorded_at"] > recorded:
-                break
-            records.append(record)
-        if not records:
-            return None
-        return fold(records, self.catalogue)
+        """The case's state as it stood after seq N or at a recorded moment, from verified
+        records only."""
+        records = [
+            record
+            for record in self.verified_records(case_id)
+            if (seq is None or record["seq"] <= seq)
+            and (recorded is None or record["recorded_at"] <= recorded)
+        ]
+        return fold(records, self.catalogue) if records else None
 
 
 def _fault(report: ChainReport, seq: int, reason: str) -> ChainReport:

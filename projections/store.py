@@ -27,20 +27,32 @@ from domain.settings import DatabaseTarget
 
 @dataclass(frozen=True)
 class Receipt:
-    """What an idempotent append leaves behind: the key, what was asked, what was answered.
+    """What an idempotent append leaves behind: the key, what was asked (as a keyed
+    fingerprint), and which events answered it. A retry's answer is rebuilt from those
+    events, byte for byte as the first one.
 
-    `render` builds the response body once the database has given the events their
-    feed positions, inside the same transaction.
+    Receipts are written before the events, in the same transaction, so nothing that can
+    fail runs after the events are in: a receipt exists exactly when its events do.
     """
 
     scope: str
     key: str
     fingerprint: str
     case_id: str
-    first_index: int
-    count: int
-    render: Callable[[Sequence[int]], bytes]
+    first_seq: int
+    last_seq: int
     created_at: str
+
+    def row(self) -> tuple[Any, ...]:
+        return (
+            self.scope,
+            self.key,
+            self.fingerprint,
+            self.case_id,
+            self.first_seq,
+            self.last_seq,
+            self.created_at,
+        )
 
 
 RECEIPTS_DDL = """
@@ -49,7 +61,8 @@ CREATE TABLE IF NOT EXISTS idempotency_receipts (
     idempotency_key TEXT NOT NULL,
     fingerprint TEXT NOT NULL,
     case_id TEXT NOT NULL,
-    response {blob} NOT NULL,
+    first_seq {bigint} NOT NULL,
+    last_seq {bigint} NOT NULL,
     created_at TEXT NOT NULL,
     PRIMARY KEY (scope, idempotency_key)
 )
@@ -59,60 +72,68 @@ CREATE TABLE IF NOT EXISTS idempotency_receipts (
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
-        statements.append(RECEIPTS_DDL.format(blob="BLOB"))
+        statements.append(RECEIPTS_DDL.replace("{bigint}", "INTEGER"))
         return statements
 
     def _insert_events(
         self, c: SQLiteCursor, stored_events: Sequence[StoredEvent], **kwargs: Any
     ) -> Sequence[int] | None:
-        positions = super()._insert_events(c, stored_events, **kwargs)
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
-        if receipts and positions is not None:
+        if receipts:
             c.executemany(
-                "INSERT INTO idempotency_receipts VALUES (?,?,?,?,?,?)",
-                _receipt_rows(receipts, positions),
+                "INSERT INTO idempotency_receipts VALUES (?,?,?,?,?,?,?)",
+                [receipt.row() for receipt in receipts],
             )
-        return positions
+        return super()._insert_events(c, stored_events, **kwargs)
+
+    def events_with_positions(
+        self, stream: UUID, first: int, last: int
+    ) -> list[tuple[int, bytes, int]]:
+        """(seq, stored bytes, feed position) of a case's events first..last."""
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(
+                f"SELECT originator_version, state, rowid FROM {self.events_table_name} "
+                "WHERE originator_id = ? AND originator_version BETWEEN ? AND ? "
+                "ORDER BY originator_version",
+                (stream.hex, first, last),
+            )
+            return [(row[0], bytes(row[1]), row[2]) for row in c.fetchall()]
 
 
 class PostgresLedgerRecorder(PostgresApplicationRecorder):
     def __init__(self, datastore: Any, *, events_table_name: str = "stored_events") -> None:
         super().__init__(datastore, events_table_name=events_table_name)
-        self.sql_create_statements.append(
-            SQL(
-                RECEIPTS_DDL.format(blob="BYTEA").replace("idempotency_receipts", "{table}")
-            ).format(table=Identifier(self.datastore.schema, "idempotency_receipts"))
-        )
+        receipts = Identifier(self.datastore.schema, "idempotency_receipts")
+        ddl = RECEIPTS_DDL.replace("{bigint}", "BIGINT").replace("idempotency_receipts", "{table}")
+        self.sql_create_statements.append(SQL(ddl).format(table=receipts))
         self.insert_receipt_statement = SQL(
-            "INSERT INTO {table} VALUES (%s,%s,%s,%s,%s,%s)"
-        ).format(table=Identifier(self.datastore.schema, "idempotency_receipts"))
+            "INSERT INTO {table} VALUES (%s,%s,%s,%s,%s,%s,%s)"
+        ).format(table=receipts)
+        self.events_with_positions_statement = SQL(
+            "SELECT originator_version, state, notification_id FROM {table} "
+            "WHERE originator_id = %s AND originator_version BETWEEN %s AND %s "
+            "ORDER BY originator_version"
+        ).format(table=Identifier(self.datastore.schema, self.events_table_name))
 
-    def _fetch_ids_after_insert_events(
+    def _insert_events(
         self, curs: Any, stored_events: Sequence[StoredEvent], **kwargs: Any
-    ) -> Sequence[int] | None:
-        positions = super()._fetch_ids_after_insert_events(curs, stored_events, **kwargs)
+    ) -> None:
+        # The library runs this before the events, outside the part of the transaction
+        # where it holds back errors until after COMMIT: a failure here aborts it all.
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
-        if receipts and positions is not None:
-            for row in _receipt_rows(receipts, positions):
-                curs.execute(self.insert_receipt_statement, row)
-        return positions
+        for receipt in receipts:
+            curs.execute(self.insert_receipt_statement, receipt.row())
 
-
-def _receipt_rows(receipts: Sequence[Receipt], positions: Sequence[int]) -> list[tuple[Any, ...]]:
-    rows = []
-    for receipt in receipts:
-        own = positions[receipt.first_index : receipt.first_index + receipt.count]
-        rows.append(
-            (
-                receipt.scope,
-                receipt.key,
-                receipt.fingerprint,
-                receipt.case_id,
-                receipt.render(own),
-                receipt.created_at,
-            )
-        )
-    return rows
+    def events_with_positions(
+        self, stream: UUID, first: int, last: int
+    ) -> list[tuple[int, bytes, int]]:
+        """(seq, stored bytes, feed position) of a case's events first..last."""
+        with self.datastore.get_connection() as conn, conn.cursor() as curs:
+            curs.execute(self.events_with_positions_statement, (stream, first, last))
+            return [
+                (row["originator_version"], bytes(row["state"]), row["notification_id"])
+                for row in curs.fetchall()
+            ]
 
 
 class Ledger(Application[UUID]):

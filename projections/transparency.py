@@ -28,6 +28,7 @@ from eventsourcing.persistence import IntegrityError as StoreConflict
 from eventsourcing.persistence import Notification
 
 from domain import merkle
+from domain.case import case_stream_id
 from domain.envelope import Record, check_record, format_recorded_at
 from domain.errors import LedgerIntegrityError, ProofError
 from domain.signing import LedgerKey, TreeHead, verify_tree_head
@@ -102,25 +103,20 @@ class Sealer(LedgerProjection):
         self.sign_every_seconds = sign_every_seconds
         self.lock = threading.RLock()
         self._tree: merkle.CompactRange | None = None
-        self._last_signed_at = 0.0
+        self._last_signed_at = time.monotonic()  # T seconds count from start-up
 
     # -- following the feed -------------------------------------------------------------
 
     def process_page(self, page: Sequence[tuple[Notification, Record]], position: int) -> None:
         with self.lock:
-            tree = self._current_tree()
+            # Grow a copy of the tree and keep it only once its rows are committed, so a
+            # refused record or a failed write never leaves the tree ahead of the table.
+            current = self._current_tree()
+            tree = merkle.CompactRange.from_border(current.size, current.border())
             leaves: list[tuple[int, int, str, int, str]] = []
             nodes: list[tuple[int, bytes]] = []
             for notification, record in page:
-                fault = check_record(
-                    record, case_id=str(record.get("case_id")), seq=notification.originator_version
-                )
-                if fault is not None:
-                    raise SealerStopped(
-                        f"feed position {notification.id} (case {record.get('case_id')!r}, seq "
-                        f"{notification.originator_version}) does not verify: {fault.reason}; "
-                        "the sealer will not commit the log to it"
-                    )
+                self._check_sealable(notification, record)
                 index = tree.size
                 new_nodes = tree.append(merkle.leaf_hash(bytes.fromhex(record["hash"])))
                 leaves.append(
@@ -130,19 +126,31 @@ class Sealer(LedgerProjection):
                     (node_key(level, idx), digest) for level, idx, digest in new_nodes if level > 0
                 )
 
-            try:
-                with self.ledger_view.update(position) as cursor:
-                    cursor.executemany(
-                        "INSERT INTO log_leaves (leaf_index, position, case_id, seq, event_hash) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        leaves,
-                    )
-                    cursor.executemany(
-                        "INSERT INTO log_nodes (node_key, hash) VALUES (?, ?)", nodes
-                    )
-            except Exception:
-                self._tree = None  # another process sealed these first: reload next time
-                raise
+            with self.ledger_view.update(position) as cursor:
+                cursor.executemany(
+                    "INSERT INTO log_leaves (leaf_index, position, case_id, seq, event_hash) "
+                    "VALUES (?, ?, ?, ?, ?)",
+                    leaves,
+                )
+                cursor.executemany("INSERT INTO log_nodes (node_key, hash) VALUES (?, ?)", nodes)
+            self._tree = tree
+
+    @staticmethod
+    def _check_sealable(notification: Notification, record: Record) -> None:
+        """The log commits to a record only if it verifies and sits where it claims."""
+        case_id = str(record.get("case_id"))
+        fault = check_record(record, case_id=case_id, seq=notification.originator_version)
+        if fault is None and notification.originator_id != case_stream_id(case_id):
+            fault_reason = "it is stored in another case's stream"
+        elif fault is not None:
+            fault_reason = fault.reason
+        else:
+            return
+        raise SealerStopped(
+            f"feed position {notification.id} (case {case_id!r}, seq "
+            f"{notification.originator_version}) does not verify: {fault_reason}; the sealer "
+            "will not commit the log to it"
+        )
 
     def after_step(self, processed: int) -> None:
         """Called by the follower after each round, busy or idle: sign when it is time."""
@@ -210,14 +218,23 @@ class Sealer(LedgerProjection):
         return self._tree
 
     def _load_tree(self) -> merkle.CompactRange:
-        row = self.db.query_one("SELECT COUNT(*) AS n FROM log_leaves")
-        size = int(row["n"]) if row else 0
+        row = self.db.query_one("SELECT MAX(leaf_index) AS last FROM log_leaves")
+        size = int(row["last"]) + 1 if row and row["last"] is not None else 0
         reader = NodeReader(self.db)
         hashes = [reader.node(level, index) for level, index in merkle.complete_subtrees(0, size)]
         return merkle.CompactRange.from_border(size, hashes)
 
     def reload(self) -> None:
         with self.lock:
+            self._tree = None
+
+    def reset(self) -> None:
+        """Drop leaves and nodes (never the signed tree heads) to rebuild them from the feed.
+
+        The rebuilt tree must reproduce every signed root; `casetrail verify` checks it.
+        """
+        with self.lock:
+            self.ledger_view.reset()
             self._tree = None
 
     # -- tree heads -------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Appending to the ledger: one writer thread that commits concurrent requests together.
+"""Appending to the ledger: one writer that commits concurrent requests together.
 
 Every append request — from HTTP, the demo or a test — becomes an `AppendCommand` and
 waits for the writer. The writer takes whatever has queued up (up to a few hundred
@@ -7,10 +7,15 @@ transaction: on SQLite one fsync then serves many requests, which is what lets d
 appends outrun one-commit-per-request by a wide margin (see scripts/bench_append.py).
 
 Each request still succeeds or fails on its own: a stale `expected_seq`, a reused
-idempotency key or an invalid first event is answered without touching the others. If
-the shared transaction itself fails (another process appended to the same case, or
-recorded the same idempotency key first), the writer replays the batch one request at a
-time against fresh state, so only the requests that truly conflict are refused.
+idempotency key, an invalid correction or anything else wrong with one request is
+answered without touching the others. If the shared transaction itself fails (another
+process appended to the same case, or recorded the same idempotency key first), the
+writer replays the batch one request at a time against fresh state, so only the requests
+that truly conflict are refused.
+
+Nothing is chained onto history the writer has not verified: the first time a process
+appends to a case, it checks the case's whole chain and compares the sealed events with
+their leaves in the transparency log.
 """
 
 from __future__ import annotations
@@ -31,8 +36,9 @@ from eventsourcing.persistence import IntegrityError as StoreConflict
 from domain.case import Case, case_stream_id
 from domain.envelope import (
     GENESIS_HASH,
+    ChainVerifier,
     Record,
-    check_record,
+    RecordFault,
     format_recorded_at,
     make_record,
     parse_recorded_at,
@@ -42,6 +48,7 @@ from domain.errors import (
     CasetrailError,
     ConcurrencyConflict,
     IdempotencyKeyReused,
+    InternalFault,
     InvalidEvent,
     LedgerIntegrityError,
     NotPermitted,
@@ -89,8 +96,12 @@ class AppendResult:
 SealPersonal = Callable[[str, int, str, dict[str, Any]], dict[str, Any]]
 """(case_id, seq, type, payload) -> payload with its personal fields sealed."""
 
-CaseGuard = Callable[[str, int], None]
-"""(case_id, stored length) -> raise LedgerIntegrityError if the store lost events."""
+CaseGuard = Callable[[str, dict[int, str]], None]
+"""(case_id, {seq: stored hash}) -> raise LedgerIntegrityError if the store disagrees with
+the transparency log (events rewritten or removed after they were sealed)."""
+
+CheckPayload = Callable[[str, dict[str, Any], str], None]
+"""(type, payload, pointer) -> raise InvalidEvent if the payload is not valid for the type."""
 
 
 def render_append_body(case_id: str, records: Sequence[Record], positions: Sequence[int]) -> bytes:
@@ -111,11 +122,19 @@ def render_append_body(case_id: str, records: Sequence[Record], positions: Seque
             "events": events,
             "transparency_log": {
                 "status": "pending",
-                "detail": "leaf indexes are assigned when the sealer next runs; "
-                "GET /v1/log/inclusion?position=P gives each event's proof",
+                "detail": "the sealer adds each event to the log within seconds; "
+                "GET /v1/log/inclusion?position=P then gives its leaf index and proof",
             },
         }
     )
+
+
+@dataclass
+class _Plan:
+    command: AppendCommand
+    case: Case
+    records: list[Record]
+    events: list[Any]
 
 
 class Writer:
@@ -134,14 +153,17 @@ class Writer:
         *,
         seal_personal: SealPersonal | None = None,
         guard_case: CaseGuard | None = None,
+        check_payload: CheckPayload | None = None,
         cache_size: int = 50_000,
     ) -> None:
         self.ledger = ledger
         self.seal_personal = seal_personal
         self.guard_case = guard_case
+        self.check_payload = check_payload
         self._heads: OrderedDict[str, Case] = OrderedDict()
         self._cache_size = cache_size
         self._queue: deque[AppendCommand] = deque()
+        self._deferred: list[AppendCommand] = []
         self._moment = datetime.now(UTC)
         self._wakeup = threading.Condition()
         self._commit_lock = threading.Lock()
@@ -184,13 +206,13 @@ class Writer:
 
     def forget(self, case_id: str | None = None) -> None:
         """Drop cached case heads (after the store was changed behind the writer's back)."""
-        with self._wakeup:
+        with self._commit_lock:
             if case_id is None:
                 self._heads.clear()
             else:
                 self._heads.pop(case_id, None)
 
-    # -- the writer thread ------------------------------------------------------------
+    # -- the two drivers ----------------------------------------------------------------
 
     def _run(self) -> None:
         while True:
@@ -218,7 +240,7 @@ class Writer:
     def _commit_guarded(self, batch: list[AppendCommand]) -> list[AppendCommand]:
         """Commit a batch; returns the commands to try again after it (same key twice)."""
         with self._commit_lock:
-            self._deferred: list[AppendCommand] = []
+            self._deferred = []
             try:
                 self._commit(batch)
             except Exception as error:  # the store failed: every waiting request learns it
@@ -229,18 +251,11 @@ class Writer:
                         command.future.set_exception(error)
             return self._deferred
 
+    # -- one batch ----------------------------------------------------------------------
+
     def _commit(self, batch: list[AppendCommand]) -> None:
         pending = self._answer_replays(batch)
-        if not pending:
-            return
-
-        plans = []
-        touched: set[str] = set()
-        for command in pending:
-            plan = self._plan(command)
-            if plan is not None:
-                plans.append(plan)
-                touched.add(command.case_id)
+        plans = [plan for plan in map(self._plan, pending) if plan is not None]
         if not plans:
             return
 
@@ -249,26 +264,15 @@ class Writer:
         except StoreConflict:
             # Someone else wrote first (another process, or a duplicate key): retry each
             # request alone against fresh state so only the true conflicts are refused.
-            for case_id in touched:
-                self._heads.pop(case_id, None)
-            if len(plans) == 1:
-                self._retry_alone(plans[0].command)
-            else:
-                for plan in plans:
-                    self._commit([plan.command])
+            for plan in plans:
+                self._heads.pop(plan.command.case_id, None)
+            for plan in plans:
+                self._retry_alone(plan.command)
             return
 
-        for plan, own_positions in zip(plans, positions, strict=True):
+        for plan, own in zip(plans, positions, strict=True):
             self._remember(plan.case)
-            plan.command.future.set_result(
-                AppendResult(
-                    case_id=plan.command.case_id,
-                    first_seq=plan.records[0]["seq"],
-                    records=plan.records,
-                    positions=own_positions,
-                    body=render_append_body(plan.command.case_id, plan.records, own_positions),
-                )
-            )
+            plan.command.future.set_result(_result(plan.command.case_id, plan.records, own))
 
     def _retry_alone(self, command: AppendCommand) -> None:
         if command.idempotency_key is not None:
@@ -286,7 +290,7 @@ class Writer:
             (positions,) = self._save([plan])
         except StoreConflict:
             self._heads.pop(command.case_id, None)
-            current = self._load_head(command.case_id)
+            current = self._head_for(command.case_id)
             command.future.set_exception(
                 ConcurrencyConflict(
                     "another writer appended to this case at the same moment; "
@@ -298,15 +302,7 @@ class Writer:
             return
 
         self._remember(plan.case)
-        command.future.set_result(
-            AppendResult(
-                command.case_id,
-                plan.records[0]["seq"],
-                plan.records,
-                positions,
-                render_append_body(command.case_id, plan.records, positions),
-            )
-        )
+        command.future.set_result(_result(command.case_id, plan.records, positions))
 
     # -- idempotency ------------------------------------------------------------------
 
@@ -347,7 +343,7 @@ class Writer:
         for scope, keys in by_scope.items():
             marks = ",".join("?" * len(keys))
             rows = self.ledger.db.query(
-                "SELECT scope, idempotency_key, fingerprint, case_id, response "
+                "SELECT scope, idempotency_key, fingerprint, case_id, first_seq, last_seq "
                 f"FROM idempotency_receipts WHERE scope = ? AND idempotency_key IN ({marks})",
                 [scope, *keys],
             )
@@ -366,29 +362,36 @@ class Writer:
                 )
             )
             return
-        body = bytes(receipt["response"])
-        decoded = orjson.loads(body)
-        command.future.set_result(
-            AppendResult(
-                case_id=decoded["case_id"],
-                first_seq=decoded["events"][0]["seq"],
-                records=[],
-                positions=[event["position"] for event in decoded["events"]],
-                body=body,
-                replayed=True,
+
+        # The original answer, rebuilt from the events it recorded: the same bytes.
+        case_id = str(receipt["case_id"])
+        rows = self.ledger.recorder.events_with_positions(  # type: ignore[attr-defined]
+            case_stream_id(case_id), int(receipt["first_seq"]), int(receipt["last_seq"])
+        )
+        records = [parse_stored(state, seq=seq, verify=False) for seq, state, _ in rows]
+        positions = [position for _, _, position in rows]
+        if len(records) != int(receipt["last_seq"]) - int(receipt["first_seq"]) + 1 or not all(
+            isinstance(record, dict) for record in records
+        ):
+            command.future.set_exception(
+                LedgerIntegrityError(
+                    f"the events this Idempotency-Key recorded in case {case_id!r} are no "
+                    "longer intact in the store (see GET /v1/cases/{case_id}/verify)"
+                )
             )
+            return
+        result = _result(case_id, records, positions)  # type: ignore[arg-type]
+        command.future.set_result(
+            AppendResult(result.case_id, result.first_seq, [], positions, result.body, True)
         )
 
     # -- chaining ---------------------------------------------------------------------
 
-    @dataclass
-    class _Plan:
-        command: AppendCommand
-        case: Case
-        records: list[Record]
+    def _plan(self, command: AppendCommand) -> _Plan | None:
+        """Chain a command's events onto its case, or answer it with the reason it cannot be.
 
-    def _plan(self, command: AppendCommand) -> Writer._Plan | None:
-        """Chain a command's events onto its case, or answer it with the reason it cannot be."""
+        Whatever goes wrong with one command, it is answered alone; the batch goes on.
+        """
         try:
             case = self._head_for(command.case_id)
             self._check_expectations(command, case)
@@ -396,26 +399,48 @@ class Writer:
         except CasetrailError as error:
             command.future.set_exception(error)
             return None
+        except Exception as error:
+            log.exception("append to case %s could not be prepared", command.case_id)
+            command.future.set_exception(
+                InternalFault(
+                    f"the events could not be prepared ({type(error).__name__}); nothing was "
+                    "recorded, and no other request was affected"
+                )
+            )
+            return None
 
-        moment = self._moment
         start = 0
         if case is None:
-            case = Case.open(records[0], stored[0], moment)
+            case = Case.open(records[0], stored[0], self._moment)
             start = 1
         for record, stored_bytes in zip(records[start:], stored[start:], strict=True):
-            case.record_event(record, stored_bytes, moment)
-        return Writer._Plan(command, case, records)
+            case.record_event(record, stored_bytes, self._moment)
+        # Take this command's events now: a later command of the same batch may extend the
+        # same case object, and its events must not be counted as this command's.
+        return _Plan(command, case, records, list(case.collect_events()))
 
     def _check_expectations(self, command: AppendCommand, case: Case | None) -> None:
+        # Whether the case exists and whose it is is settled first, and answered alike
+        # (404) for a missing case and another agency's, so nothing else can tell them apart.
         scope = command.agency_scope
         if scope is not None and case is not None and case.agency != scope:
             raise UnknownCase(f"no case {command.case_id!r}", pointer="/path/case_id")
-        if scope is not None and case is None and command.events[0].actor["agency"] != scope:
-            raise NotPermitted(
-                f"this key appends for agency {scope!r} only, so it cannot open a case for "
-                f"agency {command.events[0].actor['agency']!r}",
-                pointer=command.pointer(0, "actor/agency"),
+        first_type = command.events[0].type
+        if case is None and first_type != "case.opened":
+            raise UnknownCase(
+                f"no case {command.case_id!r}: a case comes into existence with its "
+                f"case.opened event (this request starts with {first_type})",
+                pointer="/path/case_id",
             )
+
+        if scope is not None:
+            for index, draft in enumerate(command.events):
+                if draft.actor["agency"] != scope:
+                    raise NotPermitted(
+                        f"this key records for agency {scope!r} only, so an event's actor "
+                        f"cannot belong to agency {draft.actor['agency']!r}",
+                        pointer=command.pointer(index, "actor/agency"),
+                    )
 
         current_seq = case.seq if case is not None else 0
         if command.expected_seq is not None and command.expected_seq != current_seq:
@@ -425,14 +450,6 @@ class Writer:
                 f"{current_seq}",
                 current_seq=current_seq,
                 pointer="/expected_seq",
-            )
-
-        first_type = command.events[0].type
-        if case is None and first_type != "case.opened":
-            raise InvalidEvent(
-                f"case {command.case_id!r} does not exist yet, so its first event must be "
-                f"case.opened (got {first_type})",
-                pointer=command.pointer(0, "type"),
             )
         for index, draft in enumerate(command.events):
             if draft.type == "case.opened" and (case is not None or index > 0):
@@ -456,11 +473,9 @@ class Writer:
 
         records: list[Record] = []
         stored: list[bytes] = []
-        for draft in command.events:
+        for index, draft in enumerate(command.events):
             seq += 1
-            payload = draft.payload
-            if self.seal_personal is not None:
-                payload = self.seal_personal(command.case_id, seq, draft.type, payload)
+            payload = self._payload(command, index, draft, seq, records)
             envelope = {
                 "case_id": command.case_id,
                 "seq": seq,
@@ -481,12 +496,59 @@ class Writer:
             prev_hash = record["hash"]
         return records, stored
 
-    def _save(self, plans: list[Writer._Plan]) -> list[list[int]]:
+    def _payload(
+        self, command: AppendCommand, index: int, draft: Draft, seq: int, earlier: list[Record]
+    ) -> dict[str, Any]:
+        """The payload to record: a correction's replacement checked and sealed like the
+        event it replaces, personal fields sealed."""
+        payload = draft.payload
+        if draft.type == "event.corrected" and payload.get("replacement") is not None:
+            target = self._correction_target(
+                command, index, int(payload["corrects_seq"]), seq, earlier
+            )
+            pointer = command.pointer(index, "payload/replacement")
+            if self.check_payload is not None:
+                self.check_payload(target["type"], payload["replacement"], pointer)
+            replacement = payload["replacement"]
+            if self.seal_personal is not None:
+                replacement = self.seal_personal(command.case_id, seq, target["type"], replacement)
+            payload = {**payload, "replacement": replacement}
+        if self.seal_personal is not None:
+            payload = self.seal_personal(command.case_id, seq, draft.type, payload)
+        return payload
+
+    def _correction_target(
+        self, command: AppendCommand, index: int, target_seq: int, seq: int, earlier: list[Record]
+    ) -> Record:
+        pointer = command.pointer(index, "payload/corrects_seq")
+        if not 1 <= target_seq < seq:
+            raise InvalidEvent(
+                f"corrects_seq must name an earlier event of the case (1 to {seq - 1})",
+                pointer=pointer,
+            )
+        found: Record | RecordFault | None = next(
+            (record for record in earlier if record["seq"] == target_seq), None
+        )
+        if found is None:
+            stored = self.ledger.recorder.select_events(
+                case_stream_id(command.case_id), gt=target_seq - 1, lte=target_seq
+            )
+            found = parse_stored(stored[0].state, seq=target_seq) if stored else None
+        if not isinstance(found, dict):
+            raise InvalidEvent(f"the case has no readable event {target_seq}", pointer=pointer)
+        record: Record = found
+        if record["type"] in ("case.opened", "event.corrected"):
+            raise InvalidEvent(
+                f"a {record['type']} event cannot be corrected with a replacement",
+                pointer=pointer,
+            )
+        return record
+
+    def _save(self, plans: list[_Plan]) -> list[list[int]]:
         events: list[Any] = []
         receipts: list[Receipt] = []
         created_at = format_recorded_at(datetime.now(UTC))
         for plan in plans:
-            own_events = plan.case.collect_events()
             command = plan.command
             if command.idempotency_key is not None and command.fingerprint is not None:
                 receipts.append(
@@ -495,13 +557,12 @@ class Writer:
                         key=command.idempotency_key,
                         fingerprint=command.fingerprint,
                         case_id=command.case_id,
-                        first_index=len(events),
-                        count=len(own_events),
-                        render=_renderer(command.case_id, plan.records),
+                        first_seq=plan.records[0]["seq"],
+                        last_seq=plan.records[-1]["seq"],
                         created_at=created_at,
                     )
                 )
-            events.extend(own_events)
+            events.extend(plan.events)
 
         positions = self.ledger.record(events, receipts=receipts)
 
@@ -531,30 +592,40 @@ class Writer:
             self._heads.popitem(last=False)
 
     def _load_head(self, case_id: str) -> Case | None:
-        """Read where a case's chain ends, checking the head before chaining onto it."""
+        """Where a case's chain ends, after verifying the whole chain and its leaves."""
         stream = case_stream_id(case_id)
-        last = self.ledger.recorder.select_events(stream, desc=True, limit=1)
-        if not last:
-            if self.guard_case is not None:
-                self.guard_case(case_id, 0)
-            return None
+        verifier = ChainVerifier(case_id)
+        hashes: dict[int, str] = {}
+        first: Record | None = None
+        last: Record | None = None
+        for event in self.ledger.recorder.select_events(stream):
+            fault = verifier.add(event.originator_version, event.state)
+            if fault is not None:
+                raise LedgerIntegrityError(
+                    f"case {case_id!r} cannot be appended to: seq {fault.seq} does not verify "
+                    f"({fault.reason}); see GET /v1/cases/{case_id}/verify"
+                )
+            record = parse_stored(event.state, seq=event.originator_version, verify=False)
+            assert isinstance(record, dict)
+            first = first or record
+            last = record
+            hashes[record["seq"]] = record["hash"]
 
-        first = self.ledger.recorder.select_events(stream, limit=1)
-        length = last[0].originator_version
-        head = parse_stored(last[0].state, seq=length)
-        opened = parse_stored(first[0].state, seq=1)
-        if (
-            not isinstance(head, dict)
-            or not isinstance(opened, dict)
-            or check_record(head, case_id=case_id, seq=length) is not None
-        ):
-            raise LedgerIntegrityError(
-                f"case {case_id!r} cannot be appended to: its stored events do not verify "
-                f"(see GET /v1/cases/{case_id}/verify)"
-            )
         if self.guard_case is not None:
-            self.guard_case(case_id, length)
-        return Case.resume(stream, opened, head)
+            self.guard_case(case_id, hashes)
+        if first is None or last is None:
+            return None
+        return Case.resume(stream, first, last)
+
+
+def _result(case_id: str, records: list[Record], positions: list[int]) -> AppendResult:
+    return AppendResult(
+        case_id=case_id,
+        first_seq=records[0]["seq"],
+        records=records,
+        positions=positions,
+        body=render_append_body(case_id, records, positions),
+    )
 
 
 def _take_batch(queue: deque[AppendCommand]) -> list[AppendCommand]:
@@ -578,10 +649,3 @@ def _settle(waiter: asyncio.Future[AppendResult], outcome: Future[AppendResult])
         waiter.set_exception(error)
     else:
         waiter.set_result(outcome.result())
-
-
-def _renderer(case_id: str, records: list[Record]) -> Callable[[Sequence[int]], bytes]:
-    def render(positions: Sequence[int]) -> bytes:
-        return render_append_body(case_id, records, positions)
-
-    return render

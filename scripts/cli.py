@@ -14,6 +14,7 @@ import queue
 import sys
 from collections.abc import Callable, Sequence
 
+from domain.errors import CasetrailError
 from domain.settings import Settings, SettingsError
 from domain.vault import MasterKeyMissing, VaultError
 
@@ -32,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, MasterKeyMissing, VaultError) as error:
         print(f"casetrail: {error}", file=sys.stderr)
         return 2
+    except CasetrailError as error:
+        print(f"casetrail: {error.message}", file=sys.stderr)
+        return 1
     except KeyboardInterrupt:
         return 130
 
@@ -49,13 +53,13 @@ def _parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser("serve", help="serve the HTTP API")
     serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--port", type=_port, default=8000)
     serve.set_defaults(handler=commands.serve)
 
     demo = sub.add_parser("demo", help="load the example cases, then serve")
     demo.add_argument("--no-serve", action="store_true", help="load and exit")
     demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
+    demo.add_argument("--port", type=_port, default=8000)
     demo.set_defaults(handler=commands.demo)
 
     verify = sub.add_parser("verify", help="verify every case's chain and the transparency log")
@@ -81,6 +85,23 @@ def _parser() -> argparse.ArgumentParser:
     moment.add_argument("--as-of-seq", type=int, metavar="N")
     moment.add_argument("--as-of-recorded", metavar="TIME", help="RFC 3339 ledger time")
     replay.set_defaults(handler=commands.replay)
+
+    report = sub.add_parser("report", help="attribution report per agency and agent")
+    report.add_argument("--agency")
+    report.add_argument("--agent")
+    report.add_argument("--from", dest="start", metavar="TIME", help="RFC 3339, inclusive")
+    report.add_argument("--to", dest="end", metavar="TIME", help="RFC 3339, exclusive")
+    report.add_argument("--status", choices=["met", "breached"])
+    report.add_argument("--severity", choices=["low", "medium", "high", "critical"])
+    report.add_argument("--format", choices=["json", "csv"], default="json")
+    report.add_argument("--part", choices=["counts", "breaches"], default="counts")
+    report.set_defaults(handler=commands.report)
+
+    scenario = sub.add_parser(
+        "scenario", help="check scenario files' expected verdicts in a temporary ledger"
+    )
+    scenario.add_argument("files", nargs="+", metavar="FILE")
+    scenario.set_defaults(handler=commands.scenario)
 
     rebuild = sub.add_parser("rebuild", help="drop every read model and rebuild it from the feed")
     rebuild.set_defaults(handler=commands.rebuild)
@@ -114,6 +135,16 @@ def _parser() -> argparse.ArgumentParser:
     rotate.set_defaults(handler=commands.keys_rotate_master)
 
     return parser
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is between 1 and 65535, got {port}")
+    return port
 
 
 def _configure_logging(verbose: bool) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import base64
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -18,8 +19,6 @@ from domain.signing import LedgerKey
 from domain.vault import MasterKey, load_master_key, new_master_key_file
 from projections.runtime import Runtime
 from scripts.scenarios import load_scenario, read_scenarios
-
-DEMO_KEY_FILE = "demo-admin.key"
 
 
 def serve(args: argparse.Namespace, settings: Settings) -> int:
@@ -94,7 +93,9 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _demo_key_path(settings: Settings) -> Path:
-    return Path(settings.master_key_path).parent / DEMO_KEY_FILE
+    """One demo key file per database, so demos of two ledgers never overwrite each other."""
+    database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:10]
+    return Path(settings.master_key_path).parent / f"demo-admin-{database}.key"
 
 
 def _demo_admin_token(runtime: Runtime, settings: Settings) -> str:
@@ -145,7 +146,13 @@ def keys_init(args: argparse.Namespace, settings: Settings) -> int:
 
 def keys_create(args: argparse.Namespace, settings: Settings) -> int:
     with Runtime(settings, start_followers=False) as runtime:
-        token, principal = runtime.api_keys.create(args.role, agency=args.agency, name=args.name)
+        try:
+            token, principal = runtime.api_keys.create(
+                args.role, agency=args.agency, name=args.name
+            )
+        except ValueError as error:
+            print(f"casetrail: {error}", file=sys.stderr)
+            return 2
     scope = f" for agency {principal.agency}" if principal.agency else ""
     print(f"Created {principal.role} key {principal.key_id}{scope}. It is shown only once:")
     print(token)
@@ -318,15 +325,101 @@ def _recorded_bound(value: str | None) -> str | None:
     return format_recorded_at(moment)
 
 
+def report(args: argparse.Namespace, settings: Settings) -> int:
+    from projections.attribution import (
+        ReportFilter,
+        attribution_report,
+        report_breaches_csv,
+        report_counts_csv,
+    )
+
+    _require_keys(settings)
+    selection = ReportFilter(
+        agency=args.agency,
+        agent=args.agent,
+        start=_recorded_bound(args.start),
+        end=_recorded_bound(args.end),
+        status=args.status,
+        severity=args.severity,
+    )
+    with Runtime(settings, start_followers=False) as runtime:
+        runtime.catch_up()
+        result = attribution_report(runtime.ledger, runtime.policy, selection)
+    if args.format == "csv":
+        print(
+            report_counts_csv(result) if args.part == "counts" else report_breaches_csv(result),
+            end="",
+        )
+    else:
+        print(orjson.dumps(result, option=orjson.OPT_INDENT_2).decode())
+    return 0
+
+
+def scenario(args: argparse.Namespace, settings: Settings) -> int:
+    """Load scenario files into a fresh temporary ledger and check their expectations."""
+    import tempfile
+    from dataclasses import replace
+
+    from scripts.scenarios import check_expectations
+
+    scenarios = read_scenarios([Path(name) for name in args.files])
+    failed = 0
+    with tempfile.TemporaryDirectory(prefix="casetrail-scenario-") as tmp:
+        scratch = replace(
+            settings,
+            database_url=f"sqlite:///{Path(tmp) / 'scenario.sqlite'}",
+            master_key="",
+            master_key_path=str(Path(tmp) / "master.key"),
+            signing_key_path=str(Path(tmp) / "signing-key.pem"),
+        )
+        ensure_keys(scratch)
+        with Runtime(scratch, start_followers=False) as runtime:
+            for loaded in scenarios:
+                load_scenario(runtime, loaded)
+                policy_id = str(loaded.data.get("policy") or settings.policy)
+                verdicts = {
+                    case_id: runtime.attribution_of(case_id, policy_id=policy_id)["verdicts"]
+                    for case_id in loaded.cases
+                }
+                for outcome in check_expectations(loaded, verdicts):
+                    print(outcome.line())
+                    failed += not outcome.passed
+    total = sum(
+        len(s.data.get("expect", [])) + len(s.data.get("expect_not", [])) for s in scenarios
+    )
+    print(f"casetrail: {total - failed} of {total} expectations hold")
+    return 1 if failed else 0
+
+
 def rebuild(args: argparse.Namespace, settings: Settings) -> int:
+    """Drop every read model and rebuild it from the feed; a view that cannot be rebuilt
+    (the store was tampered with) is reported, and the others are rebuilt regardless."""
     from tqdm import tqdm
 
     _require_keys(settings)
+    failed = []
     with Runtime(settings, start_followers=False) as runtime:
         total = runtime.head_position()
         for name, follower in runtime.followers.items():
-            follower.view.reset()
-            with tqdm(total=total, desc=f"rebuild {name}", unit="event", file=sys.stderr) as bar:
-                follower.catch_up(progress=bar.update)
+            follower.projection.reset()
+            try:
+                with tqdm(
+                    total=total, desc=f"rebuild {name}", unit="event", file=sys.stderr
+                ) as bar:
+                    follower.catch_up(progress=bar.update)
+            except CasetrailError as error:
+                failed.append(name)
+                print(
+                    f"casetrail: {name} stopped at position {follower.view.position()}: "
+                    f"{error.message}",
+                    file=sys.stderr,
+                )
+                continue
             print(f"rebuilt {name} up to position {follower.view.position()}")
+    if failed:
+        print(
+            f"casetrail: could not rebuild {', '.join(failed)}; run `casetrail verify`",
+            file=sys.stderr,
+        )
+        return 1
     return 0

@@ -69,3 +69,54 @@ def load_scenario(
                     f"was refused: {error.message}"
                 ) from error
     return results
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One expectation of a scenario, and whether the verdicts bear it out."""
+
+    scenario: str
+    kind: str  # "expect" or "expect_not"
+    expectation: dict[str, Any]
+    passed: bool
+    found: list[dict[str, Any]]
+
+    def line(self) -> str:
+        fields = " ".join(
+            f"{key}={value}" for key, value in self.expectation.items() if key != "case_id"
+        )
+        verb = "present" if self.kind == "expect" else "absent"
+        mark = "PASS" if self.passed else "FAIL"
+        text = f"{mark} {self.scenario} {self.expectation['case_id']}: {fields} ({verb})"
+        if not self.passed:
+            if self.kind == "expect":
+                statuses = (
+                    ", ".join(f"{v['status']} (performer {v['performer']})" for v in self.found)
+                    or "no verdict"
+                )
+                text += f"; found {statuses}"
+            else:
+                text += f"; found: {self.found[0].get('reason', '')}"
+        return text
+
+
+def matches(verdict: dict[str, Any], expectation: dict[str, Any]) -> bool:
+    """An expectation holds of a verdict when every field it names has that value."""
+    return all(verdict.get(key) == value for key, value in expectation.items() if key != "case_id")
+
+
+def check_expectations(
+    scenario: Scenario, verdicts: dict[str, list[dict[str, Any]]]
+) -> list[Outcome]:
+    outcomes = []
+    for kind in ("expect", "expect_not"):
+        for expectation in scenario.data.get(kind, []):
+            case_verdicts = verdicts.get(expectation["case_id"], [])
+            hits = [v for v in case_verdicts if matches(v, expectation)]
+            same_obligation = [
+                v for v in case_verdicts if v["obligation"] == expectation.get("obligation")
+            ]
+            passed = bool(hits) if kind == "expect" else not hits
+            found = same_obligation if kind == "expect" else hits
+            outcomes.append(Outcome(scenario.id, kind, expectation, passed, found))
+    return outcomes

@@ -68,12 +68,14 @@ def test_an_invalid_event_in_a_batch_records_none_of_it(client: TestClient) -> N
     assert client.get("/v1/cases/case-1/events").status_code == 404
 
 
-def test_the_first_event_must_open_the_case(client: TestClient) -> None:
+def test_a_case_comes_into_existence_only_with_case_opened(client: TestClient) -> None:
     response = client.post("/v1/cases/case-1/events", json=note())
 
-    assert response.status_code == 422
-    assert response.json()["type"] == "/problems/invalid-event"
-    assert response.json()["pointer"] == "/type"
+    # The same answer as for another agency's case: no way to probe which ids exist.
+    assert response.status_code == 404
+    assert response.json()["type"] == "/problems/case-not-found"
+    assert response.json()["pointer"] == "/path/case_id"
+    assert "case.opened" in response.json()["detail"]
 
 
 def test_a_case_cannot_be_opened_twice(client: TestClient) -> None:

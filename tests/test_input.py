@@ -102,12 +102,23 @@ def test_floats_and_unsafe_integers_are_422_with_the_pointer(
     assert_nothing_recorded(client)
 
 
-def test_largest_safe_integer_is_accepted_and_round_trips(client: TestClient) -> None:
-    body = json.dumps(opened())[:-2] + ', "n": 9007199254740991, "m": -9007199254740991}}'
+def test_largest_safe_integers_are_accepted_and_round_trip(client: TestClient) -> None:
+    mandate = event(
+        "mandate.signed",
+        {
+            "party_id": "p-1",
+            "kind": "sell",
+            "exclusive": False,
+            "expires_on": None,
+            "net_price_minor": 9007199254740991,
+            "tail_period_months": -9007199254740991,
+        },
+    )
 
-    assert post_raw(client, body).status_code == 201
-    payload = client.get(URL).json()["events"][0]["payload"]
-    assert payload["n"] == 9007199254740991 and payload["m"] == -9007199254740991
+    assert client.post(URL, json={"events": [opened(), mandate]}).status_code == 201
+    payload = client.get(URL).json()["events"][1]["payload"]
+    assert payload["net_price_minor"] == 9007199254740991
+    assert payload["tail_period_months"] == -9007199254740991
 
 
 def test_lone_surrogate_is_422(client: TestClient) -> None:

@@ -924,3 +924,41 @@ def test_module_uses_only_the_stdlib_and_domain_errors() -> None:
         line.split()[1] for line in source.splitlines() if line.startswith(("import ", "from "))
     }
     assert imports == {"__future__", "hashlib", "hmac", "collections.abc", "domain.errors"}
+
+
+def test_the_memoising_verifier_agrees_with_verify_inclusion_on_every_proof() -> None:
+    """InclusionVerifier accepts and refuses exactly what verify_inclusion does."""
+    import random
+
+    from domain.merkle import InclusionVerifier
+
+    rng = random.Random(7)
+    for size in (1, 2, 3, 5, 8, 13, 33, 100):
+        leaves = [leaf_hash(bytes([n % 256, n // 256])) for n in range(size)]
+        root = root_of(leaves)
+
+        def node(level: int, index: int, leaves: list[bytes] = leaves) -> bytes:
+            return root_of(leaves[index << level : (index + 1) << level])
+
+        verifier = InclusionVerifier(size, root)
+        for index in list(range(size)) * 2:
+            proof = inclusion_proof(index, size, node)
+            candidates = [(leaves[index], index, proof)]
+            if proof:
+                flipped = list(proof)
+                position = rng.randrange(len(proof))
+                flipped[position] = bytes([proof[position][0] ^ 1]) + proof[position][1:]
+                candidates += [(leaves[index], index, flipped), (leaves[index], index, proof[:-1])]
+            candidates.append((leaves[(index + 1) % size], index, proof))
+            for leaf, at, path in candidates:
+                try:
+                    verify_inclusion(leaf, at, size, path, root)
+                    expected = True
+                except ProofError:
+                    expected = False
+                try:
+                    verifier.verify(leaf, at, path)
+                    got = True
+                except ProofError:
+                    got = False
+                assert got == expected, (size, at)
