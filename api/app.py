@@ -48,6 +48,7 @@ def routes() -> list[BaseRoute]:
             methods=["GET"],
         ),
         Route("/v1/policies", attribution_routes.policies, methods=["GET"]),
+        Route("/v1/parties/{party_id}/erasure", ledger_routes.erase_party, methods=["POST"]),
         Route("/v1/cases", ledger_routes.list_cases, methods=["GET"]),
         Route("/v1/feed", ledger_routes.read_feed, methods=["GET"]),
         Route("/v1/log/tree-head", log_routes.tree_head, methods=["GET"]),

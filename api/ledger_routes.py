@@ -10,9 +10,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import params
-from api.auth import APPENDERS, READERS, principal, require
+from api.auth import APPENDERS, READERS, principal, require, require_admin
 from api.body import check_content_type, parse_strict, read_body
-from domain.errors import ChainBroken, InvalidParameter, UnknownCase
+from domain.catalogue import CASE_ID_PATTERN
+from domain.errors import ChainBroken, InvalidEvent, InvalidParameter, MissingPurpose, UnknownCase
 from domain.validation import request_fingerprint
 from projections.case_state import read_case
 from projections.runtime import Runtime
@@ -98,25 +99,50 @@ async def read_events(request: Request) -> Response:
     case_id = params.case_id(request)
     after_seq = params.integer(request, "after_seq", default=0)
     limit = params.integer(request, "limit", default=100, minimum=1, maximum=1000)
+    reveal = params.choice(request, "reveal", ("personal",))
+    purpose = _purpose(request) if reveal else None
 
-    def read() -> Any:
+    def read() -> tuple[Any, list[dict[str, Any]] | None]:
         runtime.visible_case(case_id, caller)
-        return runtime.read_events(case_id, after_seq=after_seq, limit=limit)
+        page = runtime.read_events(case_id, after_seq=after_seq, limit=limit)
+        if purpose is None:
+            return page, None
+        revealed = runtime.personal_data.reveal(case_id, page.records, caller, purpose)
+        return page, [item.as_json() for item in revealed]
 
-    page = await run_in_threadpool(read)
+    page, revealed = await run_in_threadpool(read)
     next_after = page.last_seq if page.last_seq is not None and len(page.stored) == limit else None
-    body = b"".join(
-        [
-            b'{"case_id":',
-            orjson.dumps(case_id),
-            b',"events":[',
-            b",".join(page.stored),
-            b'],"next_after_seq":',
-            orjson.dumps(next_after),
-            b"}",
-        ]
+    parts = [
+        b'{"case_id":',
+        orjson.dumps(case_id),
+        b',"events":[',
+        b",".join(page.stored),
+        b'],"next_after_seq":',
+        orjson.dumps(next_after),
+    ]
+    if revealed is not None:
+        parts += [b',"revealed":', orjson.dumps(revealed)]
+    return Response(
+        b"".join([*parts, b"}"]), media_type=JSON, headers=NO_STORE if revealed else None
     )
-    return Response(body, media_type=JSON)
+
+
+NO_STORE = {"Cache-Control": "no-store"}
+
+
+def _purpose(request: Request) -> str:
+    purpose = request.headers.get("x-purpose", "").strip()
+    if not purpose:
+        raise MissingPurpose(
+            "say why you need the personal data in the X-Purpose header; the purpose is "
+            "recorded on the case with every reveal",
+            pointer="/headers/X-Purpose",
+        )
+    if len(purpose) > 500:
+        raise InvalidParameter(
+            "X-Purpose is longer than 500 characters", pointer="/headers/X-Purpose"
+        )
+    return purpose
 
 
 async def read_case_state(request: Request) -> Response:
@@ -195,6 +221,27 @@ async def verify_case(request: Request) -> Response:
         return runtime.verify_case(case_id).as_json()
 
     return json_response(await run_in_threadpool(verify))
+
+
+async def erase_party(request: Request) -> Response:
+    runtime = runtime_of(request)
+    caller = require_admin(request, "erase a party's personal data")
+    party_id = str(request.path_params["party_id"])
+    if not CASE_ID_PATTERN.fullmatch(party_id):
+        raise InvalidParameter("a party id is 1–64 of A–Z a–z 0–9 . _ -", pointer="/path/party_id")
+
+    check_content_type(request)
+    raw = await read_body(request, limit=64 * 1024, timeout=runtime.settings.body_timeout_seconds)
+    body = parse_strict(raw)
+    reason = body.get("reason") if isinstance(body, dict) else None
+    if not isinstance(reason, str) or not reason.strip() or set(body) != {"reason"}:
+        raise InvalidEvent(
+            'send {"reason": "..."}: why the erasure was requested (it is recorded)',
+            pointer="/reason",
+        )
+
+    answer = await run_in_threadpool(runtime.personal_data.erase, party_id, reason.strip(), caller)
+    return json_response(answer)
 
 
 async def read_feed(request: Request) -> Response:

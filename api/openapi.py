@@ -115,8 +115,25 @@ def _paths() -> dict[str, Any]:
                     _query(
                         "limit", {"type": "integer", "minimum": 1, "maximum": 1000}, "page size"
                     ),
+                    _query(
+                        "reveal",
+                        {"enum": ["personal"]},
+                        "also return personal fields in plain text (roles allowed by "
+                        "CASETRAIL_REVEAL_ROLES, and admin); every reveal is recorded on the "
+                        "case as pi.accessed before anything is returned",
+                    ),
+                    {
+                        "name": "X-Purpose",
+                        "in": "header",
+                        "required": False,
+                        "schema": {"type": "string", "maxLength": 500},
+                        "description": "why the personal data is needed (required with reveal)",
+                    },
                 ],
-                "responses": {"200": _json(_ref("EventPage"), "records"), **_problems(400, 404)},
+                "responses": {
+                    "200": _json(_ref("EventPage"), "records"),
+                    **_problems(400, 403, 404),
+                },
             },
             "post": {
                 "summary": "Append one event, or an atomic batch with optimistic concurrency",
@@ -214,6 +231,41 @@ def _paths() -> dict[str, Any]:
             "get": {
                 "summary": "The policies this ledger ships, their obligations and content hashes",
                 "responses": {"200": _json({"type": "object"}, "policies"), **_problems()},
+            }
+        },
+        "/v1/parties/{party_id}/erasure": {
+            "post": {
+                "summary": "Answer a data subject's erasure request (admin only)",
+                "description": "While a retention clock of the active policy runs for any case "
+                "of the party, the party is restricted (erasure.restricted, with the date erasure "
+                "becomes possible; reveals refused except to admin). Otherwise the party's data "
+                "keys are destroyed (erasure.executed): its sealed values read as erased while "
+                "every chain, proof and bundle still verifies.",
+                "parameters": [
+                    {
+                        "name": "party_id",
+                        "in": "path",
+                        "required": True,
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["reason"],
+                                "additionalProperties": False,
+                                "properties": {"reason": {"type": "string", "minLength": 1}},
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": _json({"type": "object"}, "the outcome"),
+                    **_problems(400, 403, 415, 422),
+                },
             }
         },
         "/v1/log/tree-head": {
@@ -419,6 +471,21 @@ def _schemas() -> dict[str, Any]:
                 "case_id": CASE_ID,
                 "events": {"type": "array", "items": _ref("Record")},
                 "next_after_seq": {"type": ["integer", "null"]},
+                "revealed": {
+                    "type": "array",
+                    "description": "with reveal=personal: each sealed value of the page",
+                    "items": {
+                        "type": "object",
+                        "properties": {
+                            "seq": {"type": "integer"},
+                            "path": {"type": "string"},
+                            "party_id": {"type": "string"},
+                            "field": {"type": "string"},
+                            "value": {"type": ["string", "null"]},
+                            "status": {"enum": ["revealed", "erased", "restricted", "unreadable"]},
+                        },
+                    },
+                },
             },
         },
         "CaseState": {"type": "object", "description": "see docs/design.md, section Case state"},

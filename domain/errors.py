@@ -5,7 +5,8 @@
     │   ├── MalformedInput      not parseable as strict JSON (HTTP 400)
     │   ├── InvalidEvent        parseable, but not a valid event (HTTP 422)
     │   ├── UnknownCase         no such case, or not one the caller may see (HTTP 404)
-    │   └── InvalidParameter    a query parameter, path segment or header is unusable (400)
+    │   ├── InvalidParameter    a query parameter, path segment or header is unusable (400)
+    │   └── MissingPurpose      personal data asked for without a stated purpose (400)
     ├── Unauthenticated         no valid API key (HTTP 401)
     ├── NotPermitted            a valid key without the right (HTTP 403)
     ├── ConcurrencyConflict     the case moved on since the caller last looked (HTTP 409)
@@ -53,6 +54,10 @@ class UnknownCase(InputError):
 
 class InvalidParameter(InputError):
     kind = "invalid-parameter"
+
+
+class MissingPurpose(InputError):
+    kind = "missing-purpose"
 
 
 class Unauthenticated(CasetrailError):

@@ -314,6 +314,16 @@ class Settings:
     same_session: Duration
 
 
+@dataclass(frozen=True)
+class Retention:
+    """How long the records of a case (and the personal data in them) must be kept: `keep`
+    after the latest event of one of the `after` types. Erasure waits for it (PIPL art 47)."""
+
+    after: tuple[str, ...]
+    keep: Duration
+    source: str
+
+
 @dataclass(frozen=True, eq=False)
 class Policy:
     """A loaded policy. Compared and hashed by identity: the evaluator caches per object."""
@@ -329,6 +339,7 @@ class Policy:
     settings: Settings
     parameters: Mapping[str, Any]
     obligations: tuple[Obligation, ...]
+    retention: tuple[Retention, ...] = ()
     _by_id: dict[str, Obligation] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -405,6 +416,7 @@ _TOP_KEYS = {
     "keep",
     "drop",
     "obligations",
+    "retention",
 }
 
 
@@ -441,7 +453,24 @@ def _load(path: Path, parameter_overrides: Mapping[str, Any], seen: tuple[str, .
         settings=_settings(top.get("settings"), base),
         parameters=parameters,
         obligations=obligations,
+        retention=_retention(top.get("retention"), base),
     )
+
+
+def _retention(node: _Node | None, base: Policy | None) -> tuple[Retention, ...]:
+    if node is None:
+        return base.retention if base is not None else ()
+    rules = []
+    for item in node.items():
+        fields = item.mapping({"after", "keep", "source"}, required={"after", "keep", "source"})
+        rules.append(
+            Retention(
+                after=fields["after"].event_types(),
+                keep=fields["keep"].duration(),
+                source=fields["source"].string(),
+            )
+        )
+    return tuple(rules)
 
 
 def _base_policy(

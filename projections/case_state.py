@@ -54,11 +54,19 @@ DDL = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS case_agents_agent ON case_agents (agent_id, case_id)",
+    """
+    CREATE TABLE IF NOT EXISTS case_parties (
+        case_id TEXT NOT NULL,
+        party_id TEXT NOT NULL,
+        PRIMARY KEY (case_id, party_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_parties_party ON case_parties (party_id, case_id)",
 ]
 
 
 def case_state_view(ledger: Ledger) -> View:
-    return View(ledger, VIEW_NAME, DDL, tables=["case_state", "case_agents"])
+    return View(ledger, VIEW_NAME, DDL, tables=["case_state", "case_agents", "case_parties"])
 
 
 class CaseStateProjection(LedgerProjection):
@@ -192,6 +200,12 @@ def _write(cursor: Cursor, state: State) -> None:
             state["updated_at"],
             orjson.dumps(state).decode(),
         ],
+    )
+    cursor.execute("DELETE FROM case_parties WHERE case_id = ?", [state["case_id"]])
+    parties = sorted({party["party_id"] for party in state["parties"] if party["party_id"]})
+    cursor.executemany(
+        "INSERT INTO case_parties (case_id, party_id) VALUES (?, ?)",
+        [(state["case_id"], party_id) for party_id in parties],
     )
     cursor.execute("DELETE FROM case_agents WHERE case_id = ?", [state["case_id"]])
     agents = sorted({agent["agent_id"] for agent in state["agents"] if agent["agent_id"]})

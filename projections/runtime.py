@@ -38,6 +38,7 @@ from projections.attribution import AttributionProjection
 from projections.case_state import CaseStateProjection
 from projections.follower import Follower
 from projections.keystore import KeyStore
+from projections.personal_data import PersonalData
 from projections.store import Ledger
 from projections.transparency import Sealer, TransparencyLog
 from projections.writer import AppendCommand, AppendResult, Writer
@@ -82,6 +83,7 @@ class Runtime:
         self.policy = load_policy(settings.policy)
         self.attribution = AttributionProjection(self.ledger, self.policy)
         self._agencies: dict[str, str] = {}
+        self.personal_data = PersonalData(self)
         self.followers: dict[str, Follower] = {
             "case_state": Follower(self.ledger, self.case_state),
             "transparency_log": Follower(self.ledger, self.sealer),

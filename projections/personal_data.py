@@ -1,0 +1,306 @@
+"""Reading personal data in plain text, and erasing it, as acts on the record.
+
+A reveal opens the sealed fields of a page of records for a caller entitled to them, and
+appends one `pi.accessed` event per party to the case — naming the key, the fields, the
+stated purpose and how many values — before a single plaintext value is returned. If the
+record cannot be written, nothing is revealed.
+
+An erasure request is answered by the retention rules of the active policy (PIPL art 47):
+while a retention clock still runs for any case of the party, the party is restricted
+(storage and security only; reveals refused except to an admin for a legal claim) and
+`erasure.restricted` is recorded with the date erasure becomes possible; otherwise the
+party's data keys are destroyed and `erasure.executed` recorded. Either way every chain,
+proof and bundle still verifies: only keys change, never the records.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from domain.case import case_stream_id
+from domain.envelope import Record, format_recorded_at, parse_stored
+from domain.errors import LedgerIntegrityError, NotPermitted
+from domain.validation import Draft
+from domain.vault import ERASED, VaultError, field_context, is_sealed, open_sealed
+from projections.apikeys import Principal
+from projections.keystore import KeyDestroyed, UnknownKey
+from projections.writer import AppendCommand
+
+if TYPE_CHECKING:
+    from projections.runtime import Runtime
+
+log = logging.getLogger("casetrail.personal_data")
+
+RESTRICTED = "restricted"
+
+RESTRICTIONS_DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS party_restrictions (
+        party_id TEXT PRIMARY KEY,
+        until TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        recorded_at TEXT NOT NULL
+    )
+    """
+]
+
+ACTOR_ROLES = {"compliance": "compliance", "agent": "agent_of_record", "admin": "pi_officer"}
+
+
+@dataclass(frozen=True)
+class Revealed:
+    seq: int
+    path: str
+    party_id: str
+    field: str
+    value: str | None
+    status: str  # "revealed", "erased", "restricted" or "unreadable"
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "path": self.path,
+            "party_id": self.party_id,
+            "field": self.field,
+            "value": self.value,
+            "status": self.status,
+        }
+
+
+class PersonalData:
+    def __init__(self, runtime: Runtime) -> None:
+        self.runtime = runtime
+        self.db = runtime.ledger.db
+        self.db.execute_script(RESTRICTIONS_DDL)
+
+    # -- reveal ---------------------------------------------------------------------------
+
+    def may_reveal(self, caller: Principal, case_agency: str) -> bool:
+        if caller.role == "admin":
+            return True
+        if caller.role not in self.runtime.settings.reveal_roles:
+            return False
+        return caller.may_see_agency(case_agency)
+
+    def reveal(
+        self, case_id: str, records: list[Record], caller: Principal, purpose: str
+    ) -> list[Revealed]:
+        """Open the sealed fields of these records, after recording the access."""
+        agency = self.runtime.case_agency(case_id) or ""
+        if not self.may_reveal(caller, agency):
+            raise NotPermitted(
+                f"a key with role {caller.role!r} may not read personal data in plain text "
+                f"(roles allowed: {', '.join(self.runtime.settings.reveal_roles)} of the "
+                "case's agency, and admin)"
+            )
+
+        places = _sealed_places(self.runtime, records)
+        opened = [self._open(case_id, record, place, caller) for record, place in places]
+        if opened:
+            self._record_access(case_id, agency, opened, caller, purpose)
+        return opened
+
+    def _open(self, case_id: str, record: Record, place: _Place, caller: Principal) -> Revealed:
+        sealed = place.sealed
+        base = (record["seq"], place.path, place.party_id, place.field)
+        restriction = self.restriction(place.party_id)
+        if restriction is not None and caller.role != "admin":
+            return Revealed(*base, None, RESTRICTED)
+        try:
+            key = self.runtime.keystore.key(sealed["key_id"])
+        except KeyDestroyed:
+            return Revealed(*base, ERASED, "erased")
+        except UnknownKey:
+            raise LedgerIntegrityError(
+                f"case {case_id!r} seq {record['seq']} holds a value sealed under key "
+                f"{sealed['key_id']!r}, which this ledger never issued"
+            ) from None
+        context = field_context(case_id, record["seq"], place.party_id, place.field)
+        try:
+            return Revealed(*base, open_sealed(key, sealed, context), "revealed")
+        except VaultError:
+            # Sealed for another case, event, party or field (a copied value): refuse it.
+            log.warning(
+                "sealed value at %s seq %s %s does not open", case_id, record["seq"], place.path
+            )
+            return Revealed(*base, None, "unreadable")
+
+    def _record_access(
+        self,
+        case_id: str,
+        agency: str,
+        opened: list[Revealed],
+        caller: Principal,
+        purpose: str,
+    ) -> None:
+        by_party: dict[str, list[Revealed]] = {}
+        for item in opened:
+            by_party.setdefault(item.party_id, []).append(item)
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        drafts = [
+            Draft(
+                type="pi.accessed",
+                schema_version=self.runtime.catalogue.version,
+                occurred_at=now,
+                actor={
+                    "id": caller.key_id,
+                    "role": ACTOR_ROLES.get(caller.role, "system"),
+                    "agency": agency,
+                },
+                payload={
+                    "party_id": party_id,
+                    "purpose": purpose,
+                    "fields": sorted({item.field for item in items}),
+                    "count": sum(1 for item in items if item.status == "revealed"),
+                    "key_id": caller.key_id,
+                },
+                evidence=[],
+            )
+            for party_id, items in sorted(by_party.items())
+        ]
+        # Appended (and committed) before the caller sees anything.
+        self.runtime.append(
+            AppendCommand(case_id=case_id, events=drafts, recorded_by=caller.key_id)
+        )
+
+    # -- erasure ----------------------------------------------------------------------------
+
+    def restriction(self, party_id: str) -> dict[str, Any] | None:
+        return self.db.query_one(
+            "SELECT party_id, until, reason, recorded_at FROM party_restrictions "
+            "WHERE party_id = ?",
+            [party_id],
+        )
+
+    def erase(self, party_id: str, reason: str, caller: Principal) -> dict[str, Any]:
+        """Answer an erasure request: restrict while retention runs, else destroy the keys."""
+        cases = self._cases_of(party_id)
+        keys = self.runtime.keystore.party_key_ids(party_id)
+        if not cases and not keys:
+            raise LedgerIntegrityError(f"no party {party_id!r} is known to this ledger")
+        until = self._retention_end(cases)
+        now = datetime.now(UTC)
+
+        payload: dict[str, Any] = {"party_id": party_id, "reason": reason}
+        destroyed: list[str] = []
+        if until is not None and until > now:
+            self._restrict(party_id, until, reason)
+            outcome = "erasure.restricted"
+            payload["until"] = until.date().isoformat()
+        else:
+            destroyed = self.runtime.keystore.destroy(party_id)
+            with self.db.transaction() as cursor:
+                cursor.execute("DELETE FROM party_restrictions WHERE party_id = ?", [party_id])
+            outcome = "erasure.executed"
+            payload["key_ids"] = destroyed
+
+        for case_id in cases:
+            self._record(case_id, party_id, reason, outcome, payload, caller)
+        return {
+            "party_id": party_id,
+            "outcome": outcome.split(".")[1],
+            "until": payload.get("until"),
+            "destroyed_key_ids": destroyed,
+            "cases": cases,
+        }
+
+    def _cases_of(self, party_id: str) -> list[str]:
+        self.runtime.settle(timeout=5.0)
+        rows = self.db.query(
+            "SELECT case_id FROM case_parties WHERE party_id = ? ORDER BY case_id", [party_id]
+        )
+        return [row["case_id"] for row in rows]
+
+    def _retention_end(self, cases: list[str]) -> datetime | None:
+        """When the last retention clock of the party's cases runs out (None if none runs)."""
+        ends: list[datetime] = []
+        for case_id in cases:
+            records = self.runtime.verified_records(case_id)
+            for rule in self.runtime.policy.retention:
+                moments = [
+                    datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
+                    for record in records
+                    if record["type"] in rule.after
+                ]
+                if moments:
+                    ends.append(rule.keep.after(max(moments)))
+        return max(ends) if ends else None
+
+    def _restrict(self, party_id: str, until: datetime, reason: str) -> None:
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                """
+                INSERT INTO party_restrictions (party_id, until, reason, recorded_at)
+                VALUES (?, ?, ?, ?)
+                ON CONFLICT (party_id) DO UPDATE SET until = excluded.until,
+                    reason = excluded.reason, recorded_at = excluded.recorded_at
+                """,
+                [
+                    party_id,
+                    format_recorded_at(until),
+                    reason,
+                    format_recorded_at(datetime.now(UTC)),
+                ],
+            )
+
+    def _record(
+        self,
+        case_id: str,
+        party_id: str,
+        reason: str,
+        outcome: str,
+        payload: dict[str, Any],
+        caller: Principal,
+    ) -> None:
+        agency = self.runtime.case_agency(case_id) or ""
+        now = datetime.now(UTC).isoformat(timespec="microseconds")
+        actor = {"id": caller.key_id, "role": "pi_officer", "agency": agency}
+        drafts = [
+            Draft("erasure.requested", 1, now, actor, {"party_id": party_id, "reason": reason}, []),
+            Draft(outcome, 1, now, actor, payload, []),
+        ]
+        self.runtime.append(
+            AppendCommand(case_id=case_id, events=drafts, recorded_by=caller.key_id)
+        )
+
+
+@dataclass(frozen=True)
+class _Place:
+    path: str
+    party_id: str
+    field: str
+    sealed: dict[str, str]
+
+
+def _sealed_places(runtime: Runtime, records: list[Record]) -> list[tuple[Record, _Place]]:
+    """Every sealed personal value in the records, with its party and field."""
+    places: list[tuple[Record, _Place]] = []
+    for record in records:
+        payloads = [("/payload", record["type"], record["payload"])]
+        replacement = record["payload"].get("replacement")
+        if record["type"] == "event.corrected" and isinstance(replacement, dict):
+            target = _corrected_type(runtime, record)
+            if target is not None:
+                payloads.append(("/payload/replacement", target, replacement))
+        for base, event_type, payload in payloads:
+            spec = runtime.catalogue.types.get(event_type)
+            if spec is None or not spec.personal:
+                continue
+            party_id = str(payload.get(spec.subject or "party_id"))
+            for name in spec.personal:
+                value = payload.get(name)
+                if is_sealed(value):
+                    places.append((record, _Place(f"{base}/{name}", party_id, name, value)))
+    return places
+
+
+def _corrected_type(runtime: Runtime, record: Record) -> str | None:
+    """The type of the event a correction replaces (its replacement is sealed like it)."""
+    target = int(record["payload"]["corrects_seq"])
+    stream = case_stream_id(record["case_id"])
+    stored = runtime.ledger.recorder.select_events(stream, gt=target - 1, lte=target)
+    parsed = parse_stored(stored[0].state, seq=target, verify=False) if stored else None
+    return str(parsed["type"]) if isinstance(parsed, dict) else None
