@@ -17,11 +17,12 @@ from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Mount, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import attribution_routes, ledger_routes, log_routes, meta_routes
 from api.access_log import AccessLog
+from api.desk.pages import Desk, desk_routes
 from api.problems import problem_response, response_for_error
 from domain.errors import CasetrailError
 from domain.settings import Settings
@@ -61,6 +62,7 @@ def routes() -> list[BaseRoute]:
         Route("/openapi.json", meta_routes.openapi_document, methods=["GET"]),
         Route("/problems/{kind}", meta_routes.problem_page, methods=["GET"]),
         Route("/", meta_routes.index, methods=["GET"]),
+        Mount("/desk", Desk()),
     ]
 
 
@@ -128,9 +130,9 @@ async def _unexpected_error(request: Request, error: Exception) -> Response:
 
 def _route_templates(app_routes: list[BaseRoute]) -> dict[Any, str]:
     templates = {}
-    for route in app_routes:
+    desk = [(f"/desk{route.path}", route) for route in desk_routes() if isinstance(route, Route)]
+    for path, route in [(getattr(r, "path", None), r) for r in app_routes] + desk:
         endpoint = getattr(route, "endpoint", None)
-        path = getattr(route, "path", None)
         if endpoint is not None and path is not None:
             templates[endpoint] = path
     return templates

@@ -86,7 +86,7 @@ class Settings:
     seal_every_seconds: float = 1.0
     policy: str = "cn-baseline"
     reveal_roles: tuple[str, ...] = ("compliance", "agent")
-    session_secret_path: str = "./var/session.key"
+    desk_secure_cookie: bool = False
 
     @property
     def database(self) -> DatabaseTarget:
@@ -112,6 +112,16 @@ class Settings:
                 raise SettingsError(f"CASETRAIL_{name} must be at least {minimum}, got {raw}")
             return value
 
+        def flag(name: str, default: bool) -> bool:
+            raw = env.get(f"CASETRAIL_{name}", "").strip().lower()
+            if not raw:
+                return default
+            if raw in ("1", "true", "yes", "on"):
+                return True
+            if raw in ("0", "false", "no", "off"):
+                return False
+            raise SettingsError(f"CASETRAIL_{name} must be true or false, got {raw!r}")
+
         settings = cls(
             database_url=text("DATABASE_URL", defaults.database_url),
             max_body_bytes=int(number("MAX_BODY_BYTES", defaults.max_body_bytes, minimum=1024)),
@@ -133,7 +143,7 @@ class Settings:
                 for role in text("REVEAL_ROLES", ",".join(defaults.reveal_roles)).split(",")
                 if role.strip()
             ),
-            session_secret_path=text("SESSION_SECRET_PATH", defaults.session_secret_path),
+            desk_secure_cookie=flag("DESK_SECURE_COOKIE", defaults.desk_secure_cookie),
         )
         parse_database_url(settings.database_url)  # fail at start-up, not on first use
         return settings
@@ -143,7 +153,7 @@ class Settings:
 
     def ensure_var_dir(self) -> None:
         """Create the folders of file-based settings (SQLite file, key files)."""
-        paths = [self.signing_key_path, self.master_key_path, self.session_secret_path]
+        paths = [self.signing_key_path, self.master_key_path]
         if self.database.is_sqlite:
             paths.append(self.database.path)
         for path in paths:

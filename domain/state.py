@@ -100,6 +100,13 @@ def new_state(opened: Record) -> State:
         },
         "complaints": [],
         "open_complaints": 0,
+        "aftercare": {
+            "handover_at": None,
+            "followups": 0,
+            "first_followup_at": None,
+            "survey_score": None,
+            "survey_declined": False,
+        },
         "corrections": [],
         "last_seq": 0,
         "head_hash": None,
@@ -314,6 +321,20 @@ def _complaint_event(state: State, payload: dict[str, Any], seq: int, record: Re
     state["open_complaints"] = sum(1 for c in state["complaints"] if c["status"] == "open")
 
 
+def _aftercare(state: State, payload: dict[str, Any], seq: int, record: Record) -> None:
+    aftercare = state.setdefault("aftercare", {})
+    kind = record["type"]
+    if kind == "handover.completed":
+        aftercare["handover_at"] = record["occurred_at"]
+    elif kind == "followup.contacted":
+        aftercare["followups"] = aftercare.get("followups", 0) + 1
+        aftercare["first_followup_at"] = aftercare.get("first_followup_at") or record["occurred_at"]
+    elif kind == "survey.completed":
+        aftercare["survey_score"] = payload.get("score")
+    elif kind == "survey.declined":
+        aftercare["survey_declined"] = True
+
+
 def _corrected(state: State, payload: dict[str, Any], seq: int, record: Record) -> None:
     state["corrections"].append(
         {
@@ -345,4 +366,8 @@ _HANDLERS = {
     "complaint.closed": _complaint_event,
     "complaint.escalated": _complaint_event,
     "event.corrected": _corrected,
+    "handover.completed": _aftercare,
+    "followup.contacted": _aftercare,
+    "survey.completed": _aftercare,
+    "survey.declined": _aftercare,
 }

@@ -14,7 +14,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from domain.envelope import format_recorded_at
@@ -23,7 +23,16 @@ from projections.store import Database
 ROLES = ("integrator", "agent", "compliance", "auditor", "admin")
 AGENCY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
 
+SESSION_HOURS = 12
+
 DDL = [
+    """
+    CREATE TABLE IF NOT EXISTS desk_sessions (
+        session_id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    )
+    """,
     """
     CREATE TABLE IF NOT EXISTS api_keys (
         key_id TEXT PRIMARY KEY,
@@ -34,7 +43,7 @@ DDL = [
         created_at TEXT NOT NULL,
         revoked_at TEXT
     )
-    """
+    """,
 ]
 
 
@@ -129,6 +138,39 @@ class ApiKeys:
             self._cache.pop(key_id, None)
         row = self.db.query_one("SELECT revoked_at FROM api_keys WHERE key_id = ?", [key_id])
         return row is not None and row["revoked_at"] is not None
+
+    # -- desk sessions: a signed-in browser holds a session id, never the key itself --
+
+    def start_session(self, principal: Principal) -> str:
+        session_id = secrets.token_urlsafe(32)
+        expires = datetime.now(UTC) + timedelta(hours=SESSION_HOURS)
+        with self.db.transaction() as cursor:
+            cursor.execute(
+                "DELETE FROM desk_sessions WHERE expires_at < ?",
+                [format_recorded_at(datetime.now(UTC))],
+            )
+            cursor.execute(
+                "INSERT INTO desk_sessions (session_id, key_id, expires_at) VALUES (?, ?, ?)",
+                [_digest(session_id), principal.key_id, format_recorded_at(expires)],
+            )
+        return session_id
+
+    def session_principal(self, session_id: str) -> Principal | None:
+        """The principal of a live session whose key is still valid."""
+        row = self.db.query_one(
+            "SELECT key_id, expires_at FROM desk_sessions WHERE session_id = ?",
+            [_digest(session_id)],
+        )
+        if row is None or row["expires_at"] < format_recorded_at(datetime.now(UTC)):
+            return None
+        key = self._row(row["key_id"])
+        if key is None or key["revoked_at"] is not None:
+            return None
+        return Principal(key["key_id"], key["role"], key["agency"], key["name"])
+
+    def end_session(self, session_id: str) -> None:
+        with self.db.transaction() as cursor:
+            cursor.execute("DELETE FROM desk_sessions WHERE session_id = ?", [_digest(session_id)])
 
     def _row(self, key_id: str) -> dict[str, Any] | None:
         now = time.monotonic()

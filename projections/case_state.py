@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
@@ -17,6 +18,7 @@ from domain.envelope import (
     Record,
     RecordFault,
     check_record,
+    format_recorded_at,
     parse_stored,
 )
 from domain.state import State, apply, fold, new_state
@@ -39,10 +41,12 @@ DDL = [
         last_seq {bigint} NOT NULL,
         head_hash TEXT NOT NULL,
         opened_at TEXT NOT NULL,
+        opened_utc TEXT NOT NULL,
         updated_at TEXT NOT NULL,
         state TEXT NOT NULL
     )
     """,
+    "CREATE INDEX IF NOT EXISTS case_state_opened ON case_state (opened_utc)",
     "CREATE INDEX IF NOT EXISTS case_state_agency ON case_state (agency, case_id)",
     "CREATE INDEX IF NOT EXISTS case_state_phase ON case_state (phase, case_id)",
     "CREATE INDEX IF NOT EXISTS case_state_updated ON case_state (updated_at)",
@@ -62,11 +66,41 @@ DDL = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS case_parties_party ON case_parties (party_id, case_id)",
+    """
+    CREATE TABLE IF NOT EXISTS case_complaints (
+        case_id TEXT NOT NULL,
+        complaint_id TEXT NOT NULL,
+        agency TEXT NOT NULL,
+        received_at TEXT,
+        acknowledged_at TEXT,
+        solution_at TEXT,
+        closed_at TEXT,
+        PRIMARY KEY (case_id, complaint_id)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_complaints_agency ON case_complaints (agency)",
+    """
+    CREATE TABLE IF NOT EXISTS case_aftercare (
+        case_id TEXT PRIMARY KEY,
+        agency TEXT NOT NULL,
+        handover_at TEXT,
+        followups INTEGER NOT NULL,
+        first_followup_at TEXT,
+        survey_score INTEGER,
+        survey_declined INTEGER NOT NULL
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS case_aftercare_agency ON case_aftercare (agency)",
 ]
 
 
 def case_state_view(ledger: Ledger) -> View:
-    return View(ledger, VIEW_NAME, DDL, tables=["case_state", "case_agents", "case_parties"])
+    return View(
+        ledger,
+        VIEW_NAME,
+        DDL,
+        tables=["case_state", "case_agents", "case_parties", "case_complaints", "case_aftercare"],
+    )
 
 
 class CaseStateProjection(LedgerProjection):
@@ -176,14 +210,15 @@ def _write(cursor: Cursor, state: State) -> None:
     cursor.execute(
         """
         INSERT INTO case_state (case_id, agency, kind, phase, closed, sound, open_complaints,
-                                last_seq, head_hash, opened_at, updated_at, state)
-        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                                last_seq, head_hash, opened_at, opened_utc, updated_at, state)
+        VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
         ON CONFLICT (case_id) DO UPDATE SET
             agency = excluded.agency, kind = excluded.kind, phase = excluded.phase,
             closed = excluded.closed, sound = excluded.sound,
             open_complaints = excluded.open_complaints,
             last_seq = excluded.last_seq, head_hash = excluded.head_hash,
-            opened_at = excluded.opened_at, updated_at = excluded.updated_at,
+            opened_at = excluded.opened_at, opened_utc = excluded.opened_utc,
+            updated_at = excluded.updated_at,
             state = excluded.state
         """,
         [
@@ -197,10 +232,12 @@ def _write(cursor: Cursor, state: State) -> None:
             state["last_seq"],
             state["head_hash"],
             state["opened_at"],
+            _utc(state["opened_at"]),
             state["updated_at"],
             orjson.dumps(state).decode(),
         ],
     )
+    _write_service(cursor, state)
     cursor.execute("DELETE FROM case_parties WHERE case_id = ?", [state["case_id"]])
     parties = sorted({party["party_id"] for party in state["parties"] if party["party_id"]})
     cursor.executemany(
@@ -213,6 +250,48 @@ def _write(cursor: Cursor, state: State) -> None:
         "INSERT INTO case_agents (case_id, agent_id) VALUES (?, ?)",
         [(state["case_id"], agent_id) for agent_id in agents],
     )
+
+
+def _utc(moment: str) -> str:
+    return format_recorded_at(datetime.fromisoformat(moment.replace("Z", "+00:00")))
+
+
+def _write_service(cursor: Cursor, state: State) -> None:
+    """Complaint timings and aftercare, for the service reports of the desk."""
+    case_id, agency = state["case_id"], state["agency"]
+    cursor.execute("DELETE FROM case_complaints WHERE case_id = ?", [case_id])
+    cursor.executemany(
+        "INSERT INTO case_complaints (case_id, complaint_id, agency, received_at, "
+        "acknowledged_at, solution_at, closed_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+        [
+            (
+                case_id,
+                str(complaint["complaint_id"]),
+                agency,
+                complaint["received_at"],
+                complaint["acknowledged_at"],
+                complaint["solution_proposed_at"],
+                complaint["closed_at"],
+            )
+            for complaint in state["complaints"]
+        ],
+    )
+    aftercare = state.get("aftercare") or {}
+    cursor.execute("DELETE FROM case_aftercare WHERE case_id = ?", [case_id])
+    if aftercare.get("handover_at") or aftercare.get("followups") or aftercare.get("survey_score"):
+        cursor.execute(
+            "INSERT INTO case_aftercare (case_id, agency, handover_at, followups, "
+            "first_followup_at, survey_score, survey_declined) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                case_id,
+                agency,
+                aftercare.get("handover_at"),
+                aftercare.get("followups", 0),
+                aftercare.get("first_followup_at"),
+                aftercare.get("survey_score"),
+                int(bool(aftercare.get("survey_declined"))),
+            ],
+        )
 
 
 def read_case(ledger: Ledger, case_id: str) -> dict[str, Any] | None:

@@ -510,7 +510,6 @@ def export_bundle(workdir: Path, events: int, filler: int) -> tuple[dict[str, An
         database_url=f"sqlite:///{var / 'casetrail.sqlite'}",
         master_key_path=str(var / "master.key"),
         signing_key_path=str(var / "signing-key.pem"),
-        session_secret_path=str(var / "session.key"),
     )
     with Runtime(settings, start_followers=False) as runtime:
         opened = event_body("case.opened", {"kind": "sale", "property_ref": "prop-1"})

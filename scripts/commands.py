@@ -55,7 +55,8 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 
     runtime = Runtime(settings)
     try:
-        admin_token = _demo_admin_token(runtime, settings)
+        admin_token = _demo_token(runtime, settings, "admin", "demo admin")
+        desk_token = _demo_token(runtime, settings, "compliance", "demo compliance officer")
         print(f"casetrail: loading example cases into {settings.database.describe()}")
         for scenario in read_scenarios():
             try:
@@ -72,8 +73,9 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
 
         print()
         print(f"API:      http://{args.host}:{args.port}/  (OpenAPI at /openapi.json)")
-        print(f"Desk:     http://{args.host}:{args.port}/desk/")
-        print(f"Admin key (keep it secret; also in {_demo_key_path(settings)}):")
+        print(f"Desk:     http://{args.host}:{args.port}/desk/  sign in with this compliance key:")
+        print(f"  {desk_token}")
+        print(f"Admin key (keep it secret; also in {_demo_key_path(settings, 'admin')}):")
         print(f"  {admin_token}")
         print(
             f"Try:      curl -H 'Authorization: Bearer {admin_token}' "
@@ -92,21 +94,21 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-def _demo_key_path(settings: Settings) -> Path:
+def _demo_key_path(settings: Settings, role: str) -> Path:
     """One demo key file per database, so demos of two ledgers never overwrite each other."""
     database = hashlib.sha256(settings.database_url.encode()).hexdigest()[:10]
-    return Path(settings.master_key_path).parent / f"demo-admin-{database}.key"
+    return Path(settings.master_key_path).parent / f"demo-{role}-{database}.key"
 
 
-def _demo_admin_token(runtime: Runtime, settings: Settings) -> str:
-    """The demo's admin key: created once, kept in an owner-only file next to the keys."""
-    path = _demo_key_path(settings)
+def _demo_token(runtime: Runtime, settings: Settings, role: str, name: str) -> str:
+    """A demo key of `role`: created once, kept in an owner-only file next to the keys."""
+    path = _demo_key_path(settings, role)
     if path.exists():
         token = path.read_text().strip()
         if runtime.api_keys.authenticate(token) is not None:
             return token
         path.unlink()
-    token, _ = runtime.api_keys.create("admin", name="demo admin")
+    token, _ = runtime.api_keys.create(role, name=name)
     write_key_file(str(path), token.encode() + b"\n")
     return token
 

@@ -94,7 +94,6 @@ def settings(backend: str, tmp_path: Path) -> Iterator[Settings]:
         database_url=f"sqlite:///{var / 'casetrail.sqlite'}",
         master_key_path=str(var / "master.key"),
         signing_key_path=str(var / "signing-key.pem"),
-        session_secret_path=str(var / "session.key"),
         seal_every_seconds=0.05,
     )
     if backend == "sqlite":
@@ -211,3 +210,52 @@ def opened(kind: str = "sale", agency: str = "agency-a") -> dict[str, Any]:
 
 def note(text: str = "called the seller") -> dict[str, Any]:
     return event("note.added", {"text": text})
+
+
+# -- the compliance desk ------------------------------------------------------------------
+
+
+class DeskLedger:
+    """A ledger on SQLite with example cases loaded, served on 127.0.0.1, with keys."""
+
+    def __init__(self, folder: Path, scenarios: list[str]) -> None:
+        from scripts.scenarios import EXAMPLES, load_scenario, read_scenarios
+
+        var = folder / "var"
+        var.mkdir(parents=True)
+        new_master_key_file(str(var / "master.key"))
+        LedgerKey.create(str(var / "signing-key.pem"))
+        self.settings = Settings(
+            database_url=f"sqlite:///{var / 'casetrail.sqlite'}",
+            master_key_path=str(var / "master.key"),
+            signing_key_path=str(var / "signing-key.pem"),
+            seal_every_seconds=0.05,
+        )
+        self.runtime = Runtime(self.settings)
+        for scenario in read_scenarios([EXAMPLES / f"{name}.json" for name in scenarios]):
+            load_scenario(self.runtime, scenario)
+        self.runtime.settle(timeout=20.0)
+        self.runtime.seal_now()
+        self.compliance, _ = self.runtime.api_keys.create("compliance", name="desk officer")
+        # An agent of the lease agency: it may see C-02's case and nothing of agency-a.
+        self.lease_agent, _ = self.runtime.api_keys.create(
+            "agent", name="lease agent", agency="agency-l"
+        )
+        self.server = LiveServer(self.runtime)
+        self.url = self.server.url
+
+    def close(self) -> None:
+        self.server.stop()
+        self.runtime.close()
+
+
+@pytest.fixture(scope="module")
+def desk_ledger(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DeskLedger]:
+    ledger = DeskLedger(
+        tmp_path_factory.mktemp("desk"),
+        ["D-02", "C-01-compliant-sale", "C-02-lease-late-complaint"],
+    )
+    try:
+        yield ledger
+    finally:
+        ledger.close()

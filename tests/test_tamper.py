@@ -200,5 +200,4 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     monkeypatch.setenv("CASETRAIL_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("CASETRAIL_MASTER_KEY_PATH", settings.master_key_path)
     monkeypatch.setenv("CASETRAIL_SIGNING_KEY_PATH", settings.signing_key_path)
-    monkeypatch.setenv("CASETRAIL_SESSION_SECRET_PATH", settings.session_secret_path)
     assert Path(settings.master_key_path).exists()

@@ -1,0 +1,494 @@
+"""The compliance desk: server-rendered pages under /desk/, for reading without
+JavaScript, signed in with an API key.
+
+A signed-in browser holds a signed, HttpOnly, SameSite=Strict session cookie that names a
+server-side session; the API key itself never goes back to the browser. Every form
+carries the session's CSRF token. What a key may see here is exactly what it may read
+over the API: the pages call the same runtime functions with the same principal.
+"""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import io
+import secrets
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import orjson
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.middleware.sessions import SessionMiddleware
+from starlette.requests import Request
+from starlette.responses import RedirectResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.templating import Jinja2Templates
+from starlette.types import Receive, Scope, Send
+
+from api.desk import charts, i18n, views
+from domain.bundle import BundleCheckFailed, parse_bundle, verify_bundle
+from domain.catalogue import CASE_ID_PATTERN
+from domain.errors import CasetrailError, SignatureError
+from domain.signing import public_key_from_text
+from projections.apikeys import Principal
+from projections.runtime import Runtime
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=str(HERE / "templates"))
+MAX_UPLOAD = 20 * 1024 * 1024
+
+
+class SignInRequired(Exception):
+    pass
+
+
+def desk_routes() -> list[BaseRoute]:
+    return [
+        Route("/", home),
+        Route("/sign-in", sign_in, methods=["GET", "POST"]),
+        Route("/sign-out", sign_out, methods=["POST"]),
+        Route("/settings", preferences),
+        Route("/cases", case_list),
+        Route("/cases/{case_id}", case_page),
+        Route("/cases/{case_id}/verdicts.csv", case_verdicts_csv),
+        Route("/cases/{case_id}/bundle.json", case_bundle),
+        Route("/reports", reports_page),
+        Route("/reports/breaches.csv", reports_csv),
+        Route("/verify", verify_page, methods=["GET", "POST"]),
+        Mount("/static", StaticFiles(directory=str(HERE / "static")), name="static"),
+    ]
+
+
+def desk_app(runtime: Runtime) -> Starlette:
+    # The session cookie is signed with a random secret the ledger keeps wrapped under its
+    # master key, so sessions survive a restart and no extra secret file needs keeping.
+    secret = runtime.keystore.secret("desk-session").hex()
+    app = Starlette(
+        routes=desk_routes(),
+        middleware=[
+            Middleware(
+                SessionMiddleware,
+                secret_key=secret,
+                session_cookie="casetrail_desk",
+                max_age=12 * 3600,
+                path="/desk",
+                same_site="strict",
+                https_only=runtime.settings.desk_secure_cookie,
+            )
+        ],
+        exception_handlers={
+            SignInRequired: _to_sign_in,
+            CasetrailError: _desk_error,
+            HTTPException: _desk_http_error,
+        },
+    )
+    app.router.redirect_slashes = False
+    app.state.runtime = runtime
+    return app
+
+
+class Desk:
+    """The desk as mounted in the main app: built on first use from the app's runtime,
+    which a server started from the environment opens only in its lifespan."""
+
+    def __init__(self) -> None:
+        self._app: Starlette | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self._app is None:
+            self._app = desk_app(scope["app"].state.runtime)
+        await self._app(scope, receive, send)
+
+
+# -- plumbing ----------------------------------------------------------------------------
+
+
+def _runtime(request: Request) -> Runtime:
+    runtime: Runtime = request.app.state.runtime
+    return runtime
+
+
+def _viewer(request: Request) -> Principal:
+    session_id = request.session.get("sid")
+    principal = _runtime(request).api_keys.session_principal(session_id) if session_id else None
+    if principal is None:
+        raise SignInRequired()
+    request.scope["casetrail.principal"] = principal
+    return principal
+
+
+def _csrf(request: Request) -> str:
+    token = request.session.get("csrf")
+    if not token:
+        token = secrets.token_urlsafe(24)
+        request.session["csrf"] = token
+    return str(token)
+
+
+def _csrf_ok(request: Request, form: Any) -> bool:
+    expected = request.session.get("csrf", "")
+    given = str(form.get("csrf", ""))
+    return bool(expected) and hmac.compare_digest(expected, given)
+
+
+def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    lang = i18n.choose_language(request)
+    zone_name, zone = i18n.choose_zone(request)
+    principal = request.scope.get("casetrail.principal")
+
+    def t(key: str) -> str:
+        return i18n.text(key, lang)
+
+    def when(value: str | None) -> str:
+        return i18n.show_moment(value, zone)
+
+    def here(**changes: Any) -> str:
+        query = dict(request.query_params)
+        query.update({k: v for k, v in changes.items() if v is not None})
+        return f"{request.url.path}?{urlencode(query)}"
+
+    response = templates.TemplateResponse(
+        request,
+        template,
+        {
+            "t": t,
+            "when": when,
+            "here": here,
+            "lang": lang,
+            "languages": i18n.LANGUAGE_NAMES,
+            "zone": zone_name,
+            "zones": i18n.SUGGESTED_ZONES,
+            "principal": principal,
+            "csrf": _csrf(request),
+            "catalogue": _runtime(request).catalogue,
+            "obligations": {o.id: o for o in _runtime(request).policy.obligations},
+            "check_names": i18n.CHECK_NAMES,
+            **context,
+        },
+        status_code=status,
+    )
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "frame-ancestors 'none'; form-action 'self'"
+    )
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+async def _to_sign_in(request: Request, error: Exception) -> Response:
+    target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    return RedirectResponse(f"/desk/sign-in?{urlencode({'next': target})}", status_code=303)
+
+
+async def _desk_http_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, HTTPException)
+    message = "There is no such page." if error.status_code == 404 else str(error.detail)
+    return _render(request, "error.html", status=error.status_code, message=message)
+
+
+async def _desk_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, CasetrailError)
+    from api.problems import KINDS
+
+    status = KINDS[error.kind].status if error.kind in KINDS else 500
+    return _render(request, "error.html", status=status, message=error.message)
+
+
+def _safe_next(target: str | None) -> str:
+    """Only a path on the desk itself: never an open redirect."""
+    if target and target.startswith("/desk/") and not target.startswith("//"):
+        return target
+    return "/desk/cases"
+
+
+# -- signing in and preferences --------------------------------------------------------
+
+
+async def home(request: Request) -> Response:
+    return RedirectResponse("/desk/cases", status_code=303)
+
+
+async def sign_in(request: Request) -> Response:
+    runtime = _runtime(request)
+    next_page = _safe_next(request.query_params.get("next"))
+    if request.method == "GET":
+        return _render(request, "sign_in.html", next=next_page, failed=None)
+
+    form = await request.form()
+    if not _csrf_ok(request, form):
+        return _render(request, "sign_in.html", status=400, next=next_page, failed="csrf.failed")
+    token = str(form.get("key", "")).strip()
+    principal = await run_in_threadpool(runtime.api_keys.authenticate, token)
+    if principal is None:
+        return _render(request, "sign_in.html", status=401, next=next_page, failed="sign_in.failed")
+
+    session_id = await run_in_threadpool(runtime.api_keys.start_session, principal)
+    request.session.clear()
+    request.session["sid"] = session_id
+    request.session["csrf"] = secrets.token_urlsafe(24)
+    return RedirectResponse(_safe_next(str(form.get("next", ""))), status_code=303)
+
+
+async def sign_out(request: Request) -> Response:
+    form = await request.form()
+    if _csrf_ok(request, form) and request.session.get("sid"):
+        await run_in_threadpool(_runtime(request).api_keys.end_session, request.session["sid"])
+    request.session.clear()
+    return RedirectResponse("/desk/sign-in", status_code=303)
+
+
+async def preferences(request: Request) -> Response:
+    """The language switch and time-zone choice: cookies, then back to the page."""
+    response = RedirectResponse(_safe_next(request.query_params.get("back")), status_code=303)
+    lang = request.query_params.get("lang")
+    if lang in i18n.LANGUAGES:
+        response.set_cookie("desk_lang", lang, max_age=365 * 86400, path="/desk", samesite="strict")
+    zone = request.query_params.get("tz")
+    if zone and zone in i18n.known_zones():
+        response.set_cookie("desk_tz", zone, max_age=365 * 86400, path="/desk", samesite="strict")
+    return response
+
+
+# -- the pages ---------------------------------------------------------------------------
+
+
+async def case_list(request: Request) -> Response:
+    viewer = _viewer(request)
+    runtime = _runtime(request)
+    query = request.query_params
+    chosen = views.CaseFilter(
+        agency=query.get("agency") or None,
+        agent=query.get("agent") or None,
+        phase=query.get("phase") or None,
+        with_breaches=query.get("breaches") == "1",
+        severity=query.get("severity") or None,
+        opened_from=_date_bound(query.get("from")),
+        opened_to=_date_bound(query.get("to")),
+        sort=str(query.get("sort")) if query.get("sort") in views.SORTS else "updated",
+        page=_page(query.get("page")),
+    )
+    listing, choices = await run_in_threadpool(
+        lambda: (views.list_cases(runtime, viewer, chosen), views.filter_choices(runtime, viewer))
+    )
+    return _render(
+        request,
+        "cases.html",
+        listing=listing,
+        choices=choices,
+        chosen=chosen,
+        query=query,
+        severities=views.SEVERITIES,
+    )
+
+
+async def case_page(request: Request) -> Response:
+    viewer = _viewer(request)
+    runtime = _runtime(request)
+    case_id = _case_id(request)
+    as_of = _as_of(request.query_params.get("as_of"))
+    view = await run_in_threadpool(views.case_view, runtime, case_id, viewer, as_of)
+    show_all = request.query_params.get("all") == "1"
+    return _render(
+        request,
+        "case.html",
+        view=view,
+        show_all=show_all,
+        roles=runtime.catalogue.actor_roles,
+        phases={p["id"]: p for p in runtime.catalogue.phases},
+    )
+
+
+async def case_verdicts_csv(request: Request) -> Response:
+    viewer = _viewer(request)
+    case_id = _case_id(request)
+    as_of = _as_of(request.query_params.get("as_of"))
+    view = await run_in_threadpool(views.case_view, _runtime(request), case_id, viewer, as_of)
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerows(views.verdicts_csv_rows(view))
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{case_id}-verdicts.csv"'},
+    )
+
+
+async def case_bundle(request: Request) -> Response:
+    viewer = _viewer(request)
+    runtime = _runtime(request)
+    case_id = _case_id(request)
+
+    def build() -> dict[str, Any]:
+        runtime.visible_case(case_id, viewer)
+        return runtime.bundle(case_id)
+
+    bundle = await run_in_threadpool(build)
+    return Response(
+        orjson.dumps(bundle, option=orjson.OPT_INDENT_2),
+        media_type="application/json",
+        headers={"Content-Disposition": f'attachment; filename="{case_id}.bundle.json"'},
+    )
+
+
+async def reports_page(request: Request) -> Response:
+    viewer = _viewer(request)
+    runtime = _runtime(request)
+    query = request.query_params
+    start, end = _as_of(query.get("from"), date_ok=True), _as_of(query.get("to"), date_ok=True)
+    data = await run_in_threadpool(
+        views.report_view,
+        runtime,
+        viewer,
+        query.get("agency") or None,
+        query.get("agent") or None,
+        start,
+        end,
+    )
+    choices = await run_in_threadpool(views.filter_choices, runtime, viewer)
+    lang = i18n.choose_language(request)
+    top = data["by_obligation"][:12]
+    chart = charts.bar_chart(
+        i18n.text("reports.breaches", lang),
+        [f"{row['obligation']} ({i18n.text('severity.' + row['severity'], lang)})" for row in top],
+        [
+            (i18n.text("reports.breached", lang), [row["breached"] for row in top]),
+            (i18n.text("reports.met", lang), [row["met"] for row in top]),
+        ],
+        chart_id="breaches",
+    )
+    scores = data["aftercare"]["scores"]
+    score_chart = (
+        charts.bar_chart(
+            i18n.text("reports.satisfaction", lang),
+            [str(score) for score in scores],
+            [(i18n.text("reports.responses", lang), [scores[score] for score in scores])],
+            chart_id="scores",
+        )
+        if data["aftercare"]["responses"]
+        else ""
+    )
+    return _render(
+        request,
+        "reports.html",
+        data=data,
+        chart=chart,
+        score_chart=score_chart,
+        choices=choices,
+        query=query,
+    )
+
+
+async def reports_csv(request: Request) -> Response:
+    viewer = _viewer(request)
+    query = request.query_params
+    start, end = _as_of(query.get("from"), date_ok=True), _as_of(query.get("to"), date_ok=True)
+    data = await run_in_threadpool(
+        views.report_view,
+        _runtime(request),
+        viewer,
+        query.get("agency") or None,
+        query.get("agent") or None,
+        start,
+        end,
+    )
+    from projections.attribution import report_breaches_csv
+
+    return Response(
+        report_breaches_csv(data["attribution"]),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="breaches.csv"'},
+    )
+
+
+async def verify_page(request: Request) -> Response:
+    _viewer(request)
+    if request.method == "GET":
+        return _render(request, "verify.html", result=None)
+
+    async with request.form(max_files=3, max_fields=10) as form:
+        if not _csrf_ok(request, form):
+            return _render(request, "verify.html", status=400, result={"error": "csrf.failed"})
+        result = await _verify_upload(form)
+    return _render(request, "verify.html", result=result)
+
+
+async def _verify_upload(form: Any) -> dict[str, Any]:
+    """Run the offline verifier on what was uploaded; nothing touches the ledger."""
+
+    async def read(name: str) -> bytes | None:
+        item = form.get(name)
+        if isinstance(item, UploadFile):
+            data = await item.read(MAX_UPLOAD + 1)
+            return data or None
+        if isinstance(item, str) and item.strip():
+            return item.encode()
+        return None
+
+    bundle_bytes = await read("bundle")
+    if bundle_bytes is None:
+        return {"ok": False, "check": "format", "detail": "no bundle file was given"}
+    if len(bundle_bytes) > MAX_UPLOAD:
+        return {"ok": False, "check": "format", "detail": "the file is larger than 20 MiB"}
+    key_bytes, later_bytes, proof_bytes = (
+        await read("public_key"),
+        await read("later"),
+        await read("consistency"),
+    )
+    try:
+        bundle = parse_bundle(bundle_bytes)
+        trusted = public_key_from_text(key_bytes.decode()) if key_bytes else None
+        later = parse_bundle(later_bytes) if later_bytes else None
+        proof = parse_bundle(proof_bytes) if proof_bytes else None
+        if isinstance(proof, dict) and "proof" in proof and "first" not in proof:
+            proof = None
+        report = await run_in_threadpool(
+            verify_bundle,
+            bundle,
+            trusted_public_key=trusted,
+            later_tree_head=later,
+            consistency_proof=proof,
+        )
+    except BundleCheckFailed as failure:
+        return {"ok": False, "check": failure.check, "detail": str(failure)}
+    except (SignatureError, UnicodeDecodeError) as failure:
+        return {"ok": False, "check": "public-key", "detail": str(failure)}
+    return {"ok": True, "summary": report.summary(), "own_key": trusted is None, "report": report}
+
+
+# -- parameters ----------------------------------------------------------------------
+
+
+def _case_id(request: Request) -> str:
+    case_id = str(request.path_params["case_id"])
+    if not CASE_ID_PATTERN.fullmatch(case_id):
+        from domain.errors import UnknownCase
+
+        raise UnknownCase("no such case")
+    return case_id
+
+
+def _page(raw: str | None) -> int:
+    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
+
+
+def _as_of(raw: str | None, *, date_ok: bool = True) -> datetime | None:
+    """A moment from the as-of picker: RFC 3339, or a datetime-local value taken as UTC."""
+    if not raw:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+
+
+def _date_bound(raw: str | None) -> str | None:
+    moment = _as_of(raw)
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ") if moment else None

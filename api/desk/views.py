@@ -1,0 +1,446 @@
+"""What the desk's pages show, assembled from the ledger: lists from the read models,
+a case from its verified records, reports from the attribution and service tables.
+
+Every function takes the caller's principal and sees exactly what that key may read over
+the API; nothing here replays cases to build a list.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from domain.envelope import Record, format_recorded_at, parse_recorded_at, parse_stored
+from domain.errors import ChainBroken
+from domain.evaluator import evaluate, verdicts_as_json
+from domain.policy import Duration
+from domain.state import fold
+from domain.vault import is_sealed
+from projections.apikeys import Principal
+from projections.attribution import ReportFilter, attribution_report
+from projections.runtime import Runtime
+
+PAGE_SIZE = 50
+SORTS = {
+    "case_id": "s.case_id ASC",
+    "updated": "s.updated_at DESC, s.case_id ASC",
+    "opened": "s.opened_utc DESC, s.case_id ASC",
+    "breaches": "breaches DESC, s.case_id ASC",
+}
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+# -- the list ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CaseFilter:
+    agency: str | None = None
+    agent: str | None = None
+    phase: str | None = None
+    with_breaches: bool = False
+    severity: str | None = None
+    opened_from: str | None = None  # ledger-time text
+    opened_to: str | None = None
+    sort: str = "updated"
+    page: int = 1
+
+
+def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[str, Any]:
+    agency = viewer.agency or chosen.agency
+    if viewer.agency is not None and chosen.agency not in (None, viewer.agency):
+        agency = "\x00"  # another agency's cases: none, as over the API
+
+    clauses, values = [], []
+    for column, value in (("s.agency", agency), ("s.phase", chosen.phase)):
+        if value is not None:
+            clauses.append(f"{column} = ?")
+            values.append(value)
+    if chosen.agent:
+        clauses.append(
+            "EXISTS (SELECT 1 FROM case_agents g WHERE g.case_id = s.case_id AND g.agent_id = ?)"
+        )
+        values.append(chosen.agent)
+    if chosen.with_breaches:
+        clauses.append("a.breaches > 0")
+    if chosen.severity in SEVERITIES:
+        allowed = SEVERITIES[SEVERITIES.index(chosen.severity) :]
+        clauses.append(f"a.worst_severity IN ({','.join('?' * len(allowed))})")
+        values.extend(allowed)
+    if chosen.opened_from:
+        clauses.append("s.opened_utc >= ?")
+        values.append(chosen.opened_from)
+    if chosen.opened_to:
+        clauses.append("s.opened_utc < ?")
+        values.append(chosen.opened_to)
+    where = " AND ".join(clauses) or "1 = 1"
+    tables = "case_state s LEFT JOIN attribution_cases a ON a.case_id = s.case_id"
+
+    runtime.settle(timeout=2.0)
+    totals = (
+        runtime.ledger.db.query_one(
+            f"SELECT COUNT(*) AS cases, SUM(CASE WHEN a.breaches > 0 THEN 1 ELSE 0 END) AS breached, "
+            f"SUM(s.open_complaints) AS complaints FROM {tables} WHERE {where}",
+            values,
+        )
+        or {}
+    )
+    page = max(1, chosen.page)
+    rows = runtime.ledger.db.query(
+        "SELECT s.case_id, s.agency, s.kind, s.phase, s.closed, s.sound, s.open_complaints, "
+        "s.last_seq, s.updated_at, s.opened_at, COALESCE(a.breaches, 0) AS breaches, "
+        f"a.worst_severity FROM {tables} WHERE {where} "
+        f"ORDER BY {SORTS.get(chosen.sort, SORTS['updated'])} LIMIT ? OFFSET ?",
+        [*values, PAGE_SIZE, (page - 1) * PAGE_SIZE],
+    )
+    total = int(totals.get("cases") or 0)
+    return {
+        "rows": rows,
+        "total": total,
+        "breached": int(totals.get("breached") or 0),
+        "complaints": int(totals.get("complaints") or 0),
+        "page": page,
+        "pages": max(1, -(-total // PAGE_SIZE)),
+    }
+
+
+def filter_choices(runtime: Runtime, viewer: Principal) -> dict[str, list[str]]:
+    """Agencies and agents to offer in the filters (only those the viewer may see)."""
+    if viewer.agency is not None:
+        agencies = [viewer.agency]
+        agents = runtime.ledger.db.query(
+            "SELECT DISTINCT g.agent_id FROM case_agents g JOIN case_state s "
+            "ON s.case_id = g.case_id WHERE s.agency = ? ORDER BY g.agent_id LIMIT 500",
+            [viewer.agency],
+        )
+    else:
+        agencies = [
+            row["agency"]
+            for row in runtime.ledger.db.query(
+                "SELECT DISTINCT agency FROM case_state ORDER BY agency LIMIT 500"
+            )
+        ]
+        agents = runtime.ledger.db.query(
+            "SELECT DISTINCT agent_id FROM case_agents ORDER BY agent_id LIMIT 500"
+        )
+    return {"agencies": agencies, "agents": [row["agent_id"] for row in agents]}
+
+
+# -- one case ----------------------------------------------------------------------------
+
+
+@dataclass
+class Badge:
+    sound: bool
+    first_bad_seq: int | None = None
+    reason: str | None = None
+    tree_size: int | None = None
+    signed_at: str | None = None
+    proof_url: str | None = None
+
+
+@dataclass
+class CaseView:
+    case_id: str
+    state: dict[str, Any] | None
+    timeline: list[dict[str, Any]]
+    verdicts: list[dict[str, Any]]
+    policy: dict[str, Any]
+    badge: Badge
+    moments: list[dict[str, Any]]
+    as_of: str | None
+    hidden_after_fault: bool = False
+
+
+def case_view(
+    runtime: Runtime, case_id: str, viewer: Principal, as_of: datetime | None
+) -> CaseView:
+    """The case as the ledger stood at `as_of` (recorded time; None = now)."""
+    runtime.visible_case(case_id, viewer)
+    records, badge = _sound_records(runtime, case_id)
+    moments = [
+        {"seq": record["seq"], "recorded_at": record["recorded_at"], "type": record["type"]}
+        for record in records
+    ]
+
+    cutoff = format_recorded_at(as_of) if as_of is not None else None
+    shown = [r for r in records if cutoff is None or r["recorded_at"] <= cutoff]
+    moment = as_of or datetime.now(UTC)
+    policy = runtime.policy
+    verdicts = verdicts_as_json(evaluate(shown, policy, moment)) if shown else []
+    late = policy.settings.late_entry_after
+
+    return CaseView(
+        case_id=case_id,
+        state=fold(shown, runtime.catalogue) if shown else None,
+        timeline=[_entry(runtime, record, late) for record in shown],
+        verdicts=verdicts,
+        policy=policy.ref(),
+        badge=badge,
+        moments=moments,
+        as_of=cutoff,
+        hidden_after_fault=not badge.sound,
+    )
+
+
+def _sound_records(runtime: Runtime, case_id: str) -> tuple[list[Record], Badge]:
+    """The records up to the first that does not verify, and the badge to show."""
+    report = runtime.verify_case(case_id)
+    records: list[Record] = []
+    for seq, state in runtime.iter_records(case_id):
+        if report.fault is not None and seq >= report.fault.seq:
+            break
+        record = parse_stored(state, seq=seq, verify=False)
+        if isinstance(record, dict):
+            records.append(record)
+    if report.fault is not None:
+        return records, Badge(False, report.fault.seq, report.fault.reason)
+
+    head = runtime.log.tree_head()
+    sealed = runtime.log.leaves_of_case(case_id)
+    last_leaf = max((int(leaf["leaf_index"]) for leaf in sealed), default=None)
+    if (
+        head is None
+        or last_leaf is None
+        or last_leaf >= head.tree_size
+        or len(sealed) < len(records)
+    ):
+        return records, Badge(True)
+    proof = f"/v1/log/inclusion?event={records[-1]['hash']}&tree_size={head.tree_size}"
+    return records, Badge(True, tree_size=head.tree_size, signed_at=head.timestamp, proof_url=proof)
+
+
+def _entry(runtime: Runtime, record: Record, late: Duration) -> dict[str, Any]:
+    occurred = datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
+    recorded = parse_recorded_at(record["recorded_at"])
+    kind = runtime.catalogue.types.get(record["type"])
+    return {
+        "seq": record["seq"],
+        "type": record["type"],
+        "labels": kind.labels if kind else {"en": record["type"], "zh": record["type"]},
+        "occurred_at": record["occurred_at"],
+        "recorded_at": record["recorded_at"],
+        "late": recorded > late.after(occurred),
+        "actor": record["actor"],
+        "summary": _summary(record["payload"]),
+        "evidence": record["evidence"],
+        "hash": record["hash"],
+    }
+
+
+def _summary(payload: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Readable name/value lines for a payload; sealed values stay sealed."""
+    lines: list[tuple[str, str]] = []
+    for name, value in payload.items():
+        label = f"{prefix}{name}".replace("_", " ")
+        if is_sealed(value):
+            lines.append((label, "\U0001f512"))
+        elif isinstance(value, dict):
+            lines.extend(_summary(value, prefix=f"{prefix}{name}."))
+        elif isinstance(value, list):
+            shown = ", ".join(_scalar(item) for item in value) if value else "—"
+            lines.append((label, shown))
+        else:
+            lines.append((label, _scalar(value)))
+    return lines
+
+
+def _scalar(value: Any) -> str:
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_scalar(v)}" for k, v in value.items())
+    if value is None:
+        return "—"
+    if value is True:
+        return "yes"
+    if value is False:
+        return "no"
+    return str(value)
+
+
+def verdicts_csv_rows(view: CaseView) -> list[list[str]]:
+    header = [
+        "obligation",
+        "rule",
+        "status",
+        "severity",
+        "due",
+        "settled_at",
+        "accountable",
+        "performer",
+        "supervisor",
+        "evidence",
+        "source",
+        "basis",
+        "reason",
+    ]
+    return [header, *(_verdict_row(verdict) for verdict in view.verdicts)]
+
+
+def _verdict_row(verdict: dict[str, Any]) -> list[str]:
+    return [
+        verdict["obligation"],
+        verdict.get("rule") or "",
+        verdict["status"],
+        verdict["severity"],
+        verdict["due"] or "",
+        verdict["settled_at"] or "",
+        verdict["accountable"] or "",
+        verdict["performer"] or "",
+        verdict["supervisor"] or "",
+        " ".join(f"{e['seq']}:{e['hash']}" for e in verdict["evidence"]),
+        verdict["source"],
+        verdict["basis"],
+        verdict["reason"],
+    ]
+
+
+# -- reports -----------------------------------------------------------------------------
+
+
+def report_view(
+    runtime: Runtime,
+    viewer: Principal,
+    agency: str | None,
+    agent: str | None,
+    start: datetime | None,
+    end: datetime | None,
+) -> dict[str, Any]:
+    if viewer.agency is not None:
+        agency = viewer.agency
+    runtime.settle(timeout=5.0)
+    selection = ReportFilter(
+        agency=agency,
+        agent=agent,
+        start=format_recorded_at(start) if start else None,
+        end=format_recorded_at(end) if end else None,
+    )
+    report = attribution_report(runtime.ledger, runtime.policy, selection)
+    return {
+        "attribution": report,
+        "by_obligation": _by_obligation(report),
+        "by_agent": _by_agent(report),
+        "complaints": _complaints(runtime, agency, start, end),
+        "aftercare": _aftercare(runtime, agency, start, end),
+    }
+
+
+def _by_obligation(report: dict[str, Any]) -> list[dict[str, Any]]:
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for agency in report["agencies"]:
+        for row in agency["counts"]:
+            key = (row["obligation"], row["severity"])
+            cell = merged.setdefault(
+                key, {"obligation": key[0], "severity": key[1], "met": 0, "breached": 0}
+            )
+            cell["met"] += row["met"]
+            cell["breached"] += row["breached"]
+    return sorted(merged.values(), key=lambda c: (-c["breached"], c["obligation"]))
+
+
+def _by_agent(report: dict[str, Any]) -> list[dict[str, Any]]:
+    rows = []
+    for agency in report["agencies"]:
+        for agent in agency["agents"]:
+            breached = sum(row["breached"] for row in agent["counts"])
+            met = sum(row["met"] for row in agent["counts"])
+            rows.append(
+                {
+                    "agency": agency["agency"],
+                    "agent": agent["agent"],
+                    "met": met,
+                    "breached": breached,
+                }
+            )
+    return sorted(rows, key=lambda r: (-r["breached"], r["agency"], r["agent"]))
+
+
+def _in_period(moment: str | None, start: datetime | None, end: datetime | None) -> bool:
+    if moment is None:
+        return False
+    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
+    return (start is None or parsed >= start) and (end is None or parsed < end)
+
+
+def _hours(later: str | None, earlier: str | None) -> float | None:
+    if later is None or earlier is None:
+        return None
+    delta = datetime.fromisoformat(later.replace("Z", "+00:00")) - datetime.fromisoformat(
+        earlier.replace("Z", "+00:00")
+    )
+    return delta.total_seconds() / 3600
+
+
+def _complaints(
+    runtime: Runtime, agency: str | None, start: datetime | None, end: datetime | None
+) -> dict[str, Any]:
+    rows = runtime.ledger.db.query(
+        "SELECT received_at, acknowledged_at, solution_at FROM case_complaints"
+        + (" WHERE agency = ?" if agency else ""),
+        [agency] if agency else [],
+    )
+    rows = [row for row in rows if _in_period(row["received_at"], start, end)]
+    parameters = runtime.policy.parameters
+    ack_target = _target_hours(parameters.get("complaint_acknowledge"), 24)
+    solution_target = _target_hours(parameters.get("complaint_first_solution"), 48)
+    ack = [_hours(r["acknowledged_at"], r["received_at"]) for r in rows]
+    solution = [_hours(r["solution_at"], r["received_at"]) for r in rows]
+    return {
+        "count": len(rows),
+        "ack_target": ack_target,
+        "solution_target": solution_target,
+        "ack_in_time": sum(1 for h in ack if h is not None and h <= ack_target),
+        "solution_in_time": sum(1 for h in solution if h is not None and h <= solution_target),
+        "ack_median": _median(ack),
+        "solution_median": _median(solution),
+        "ack_waiting": sum(1 for h in ack if h is None),
+        "solution_waiting": sum(1 for h in solution if h is None),
+    }
+
+
+def _target_hours(duration: Any, default: float) -> float:
+    text = str(duration or "")
+    if text.startswith("PT") and text.endswith("H") and text[2:-1].isdigit():
+        return float(text[2:-1])
+    if text.startswith("P") and text.endswith("D") and text[1:-1].isdigit():
+        return float(text[1:-1]) * 24
+    return default
+
+
+def _median(values: list[float | None]) -> float | None:
+    known = [value for value in values if value is not None]
+    return round(statistics.median(known), 1) if known else None
+
+
+def _aftercare(
+    runtime: Runtime, agency: str | None, start: datetime | None, end: datetime | None
+) -> dict[str, Any]:
+    rows = runtime.ledger.db.query(
+        "SELECT handover_at, followups, survey_score, survey_declined FROM case_aftercare"
+        + (" WHERE agency = ?" if agency else ""),
+        [agency] if agency else [],
+    )
+    rows = [
+        row
+        for row in rows
+        if start is None and end is None or _in_period(row["handover_at"], start, end)
+    ]
+    scores = [int(row["survey_score"]) for row in rows if row["survey_score"] is not None]
+    return {
+        "handovers": sum(1 for row in rows if row["handover_at"]),
+        "followed_up": sum(1 for row in rows if row["handover_at"] and row["followups"]),
+        "scores": {score: scores.count(score) for score in range(1, 6)},
+        "responses": len(scores),
+        "mean": round(statistics.mean(scores), 2) if scores else None,
+        "declined": sum(1 for row in rows if row["survey_declined"]),
+    }
+
+
+def ensure_sound(view: CaseView) -> None:
+    if not view.badge.sound and view.badge.first_bad_seq is not None:
+        raise ChainBroken(
+            view.badge.reason or "does not verify",
+            case_id=view.case_id,
+            seq=view.badge.first_bad_seq,
+        )
