@@ -50,6 +50,14 @@ def principal(request: Request) -> Principal:
     return found
 
 
+def optional_principal(request: Request) -> Principal | None:
+    """The caller on a public route: None without a key, 401 for a key that is not valid
+    (a mistyped key should say so, not silently read as anonymous)."""
+    if not request.headers.get("authorization"):
+        return None
+    return principal(request)
+
+
 def require(request: Request, roles: frozenset[str], action: str) -> Principal:
     caller = principal(request)
     if caller.role not in roles:

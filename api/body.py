@@ -149,7 +149,8 @@ def _reject_constant(name: str) -> Any:
 def _parse_float(text: str) -> float:
     value = float(text)
     if value in (float("inf"), float("-inf")):
-        raise _Rejected(f"the number {text} overflows a double")
+        # Described, not repeated: a problem never echoes a submitted value.
+        raise _Rejected(f"a number of {len(text)} characters overflows a double")
     return value
 
 

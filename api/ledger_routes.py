@@ -13,7 +13,14 @@ from api import params
 from api.auth import APPENDERS, READERS, principal, require, require_admin
 from api.body import check_content_type, parse_strict, read_body
 from domain.catalogue import CASE_ID_PATTERN
-from domain.errors import ChainBroken, InvalidEvent, InvalidParameter, MissingPurpose, UnknownCase
+from domain.errors import (
+    ChainBroken,
+    InvalidEvent,
+    InvalidParameter,
+    MissingPurpose,
+    UnknownCase,
+    UnknownParty,
+)
 from domain.validation import request_fingerprint
 from projections.case_state import read_case
 from projections.runtime import Runtime
@@ -53,7 +60,7 @@ async def append_events(request: Request) -> Response:
         request, limit=settings.max_body_bytes, timeout=settings.body_timeout_seconds
     )
     body = parse_strict(raw)
-    append = runtime.validator.append_request(body)
+    append = runtime.validator.append_request(body, caller_key_id=caller.key_id)
 
     command = AppendCommand(
         case_id=case_id,
@@ -128,6 +135,10 @@ async def read_events(request: Request) -> Response:
 
 
 NO_STORE = {"Cache-Control": "no-store"}
+MAX_PURPOSE_CHARS = 500
+MAX_REASON_CHARS = 500
+"""The purpose of a reveal and the reason for an erasure are recorded in plain text on the
+case, for the audit trail: short statements that must not hold personal data."""
 
 
 def _purpose(request: Request) -> str:
@@ -138,9 +149,11 @@ def _purpose(request: Request) -> str:
             "recorded on the case with every reveal",
             pointer="/headers/X-Purpose",
         )
-    if len(purpose) > 500:
+    if len(purpose) > MAX_PURPOSE_CHARS:
         raise InvalidParameter(
-            "X-Purpose is longer than 500 characters", pointer="/headers/X-Purpose"
+            f"X-Purpose is longer than {MAX_PURPOSE_CHARS} characters; state the purpose "
+            "briefly, without personal data (it is recorded unsealed)",
+            pointer="/headers/X-Purpose",
         )
     return purpose
 
@@ -229,6 +242,19 @@ async def erase_party(request: Request) -> Response:
     party_id = str(request.path_params["party_id"])
     if not CASE_ID_PATTERN.fullmatch(party_id):
         raise InvalidParameter("a party id is 1–64 of A–Z a–z 0–9 . _ -", pointer="/path/party_id")
+    # Party ids are chosen by each agency: the agency says whose party is meant.
+    agency = params.text(request, "agency")
+    if agency is None:
+        raise InvalidParameter(
+            "name the agency whose party this is: ?agency=<agency id> (party ids belong to "
+            "the agency that registered them)",
+            pointer="/query/agency",
+        )
+    if caller.agency is not None and agency != caller.agency:
+        raise UnknownParty(
+            f"agency {agency!r} has no party {party_id!r} that this key may erase",
+            pointer="/path/party_id",
+        )
 
     check_content_type(request)
     raw = await read_body(request, limit=64 * 1024, timeout=runtime.settings.body_timeout_seconds)
@@ -239,8 +265,16 @@ async def erase_party(request: Request) -> Response:
             'send {"reason": "..."}: why the erasure was requested (it is recorded)',
             pointer="/reason",
         )
+    if len(reason.strip()) > MAX_REASON_CHARS:
+        raise InvalidEvent(
+            f"reason is longer than {MAX_REASON_CHARS} characters; state it briefly, without "
+            "personal data (it is recorded unsealed on every case of the party)",
+            pointer="/reason",
+        )
 
-    answer = await run_in_threadpool(runtime.personal_data.erase, party_id, reason.strip(), caller)
+    answer = await run_in_threadpool(
+        runtime.personal_data.erase, agency, party_id, reason.strip(), caller
+    )
     return json_response(answer)
 
 

@@ -1,7 +1,9 @@
 """The transparency log over HTTP: signed tree heads, the public key, proofs, bundles.
 
-Tree heads, the public key and proofs are public (no API key): they reveal event hashes
-and positions only, and anyone holding a bundle or a receipt must be able to check it.
+Tree heads, the public key and proofs are public (no API key): anyone holding a bundle or
+a receipt must be able to check it. They reveal event hashes, leaf positions and the log's
+growth, never which case an event belongs to: an inclusion proof names the case and seq
+only to a key that may read that case, so walking the positions enumerates nothing.
 """
 
 from __future__ import annotations
@@ -14,11 +16,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from api import params
-from api.auth import READERS, require
+from api.auth import READERS, optional_principal, require
 from api.ledger_routes import json_response, runtime_of
 from api.problems import problem_response
 from domain.errors import InvalidParameter
 from domain.signing import TreeHead
+from projections.apikeys import Principal
 
 HEX_HASH = re.compile(r"^[0-9a-f]{64}$")
 
@@ -103,8 +106,12 @@ async def inclusion(request: Request) -> Response:
                 "tree-head-not-found",
                 "the event is sealed but no signed tree head covers it yet; retry shortly",
             )
-        return json_response(log.inclusion(leaf, head).as_json())
+        answer = log.inclusion(leaf, head).as_json()
+        if not _may_read(runtime, caller, str(leaf["case_id"])):
+            del answer["case_id"], answer["seq"]
+        return json_response(answer)
 
+    caller = optional_principal(request)
     return await run_in_threadpool(prove)
 
 
@@ -159,6 +166,13 @@ async def case_bundle(request: Request) -> Response:
         bundle,
         headers={"Content-Disposition": f'attachment; filename="{case_id}.bundle.json"'},
     )
+
+
+def _may_read(runtime: Any, caller: Principal | None, case_id: str) -> bool:
+    if caller is None or caller.role not in READERS:
+        return False
+    agency = runtime.case_agency(case_id)
+    return agency is not None and caller.may_see_agency(agency)
 
 
 def _signed_head(runtime: Any, size: int | None) -> TreeHead | None:

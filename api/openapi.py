@@ -127,12 +127,15 @@ def _paths() -> dict[str, Any]:
                         "in": "header",
                         "required": False,
                         "schema": {"type": "string", "maxLength": 500},
-                        "description": "why the personal data is needed (required with reveal)",
+                        "description": "why the personal data is needed (required with "
+                        "reveal). It is recorded unsealed in the pi.accessed event, readable "
+                        "by everyone who reads the case, so it must not contain personal data: "
+                        "name the task or the complaint id, not the person.",
                     },
                 ],
                 "responses": {
                     "200": _json(_ref("EventPage"), "records"),
-                    **_problems(400, 403, 404),
+                    **_problems(400, 403, 404, 503),
                 },
             },
             "post": {
@@ -140,7 +143,13 @@ def _paths() -> dict[str, Any]:
                 "description": "The first event of a case must be `case.opened`. With an "
                 "`Idempotency-Key`, a retry of the same method, path and events returns the "
                 "original 201 body (header `Idempotent-Replayed: true`) and appends nothing; "
-                "the same key with another path or other events is refused with 422.",
+                "the same key with another path or other events is refused with 422. "
+                "`occurred_at` may not be later than the moment the ledger records the event "
+                "(10 minutes are allowed for clock skew) nor before 1900. Types the catalogue "
+                "marks `recorded_by_ledger` (erasure outcomes) and fields it lists as "
+                "`ledger_fields` (the key_id of a reveal) are refused from every key, admin "
+                "included, and so is an actor id of the form `key_<12 hex>` other than the "
+                "sending key's own id.",
                 "parameters": [
                     CASE_PATH,
                     {
@@ -160,7 +169,7 @@ def _paths() -> dict[str, Any]:
                 },
                 "responses": {
                     "201": _json(_ref("AppendResult"), "recorded"),
-                    **_problems(400, 403, 404, 408, 409, 413, 415, 422),
+                    **_problems(400, 403, 404, 408, 409, 413, 415, 422, 503),
                 },
             },
         },
@@ -236,18 +245,33 @@ def _paths() -> dict[str, Any]:
         "/v1/parties/{party_id}/erasure": {
             "post": {
                 "summary": "Answer a data subject's erasure request (admin only)",
-                "description": "While a retention clock of the active policy runs for any case "
-                "of the party, the party is restricted (erasure.restricted, with the date erasure "
-                "becomes possible; reveals refused except to admin). Otherwise the party's data "
-                "keys are destroyed (erasure.executed): its sealed values read as erased while "
-                "every chain, proof and bundle still verifies.",
+                "description": "A party is identified by the agency that registered it and its "
+                "party id: `agency` is required, and only that agency's cases, data keys and "
+                "restrictions take part. While a retention clock of the active policy runs for "
+                "any of those cases (from the later of the event's occurred_at and recorded_at), "
+                "the party is restricted (erasure.restricted, with the date erasure becomes "
+                "possible; reveals refused except to admin). Otherwise the party's data keys are "
+                "destroyed (erasure.executed): its sealed values read as erased while every "
+                "chain, proof and bundle still verifies. An agency with no such party is 404 "
+                "`/problems/party-not-found`. The `reason` is recorded unsealed on every case of "
+                "the party, for the audit trail: it must not contain personal data (cite the "
+                "request's reference, not the person).",
                 "parameters": [
                     {
                         "name": "party_id",
                         "in": "path",
                         "required": True,
-                        "schema": {"type": "string"},
-                    }
+                        "schema": CASE_ID,
+                    },
+                    {
+                        "name": "agency",
+                        "in": "query",
+                        "required": True,
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+                        "description": "the agency whose party this is (the `actor.agency` of "
+                        "the cases that registered it); party ids of different agencies are "
+                        "different parties",
+                    },
                 ],
                 "requestBody": {
                     "required": True,
@@ -257,14 +281,22 @@ def _paths() -> dict[str, Any]:
                                 "type": "object",
                                 "required": ["reason"],
                                 "additionalProperties": False,
-                                "properties": {"reason": {"type": "string", "minLength": 1}},
+                                "properties": {
+                                    "reason": {
+                                        "type": "string",
+                                        "minLength": 1,
+                                        "maxLength": 500,
+                                        "description": "why erasure was requested; recorded "
+                                        "unsealed, so no personal data",
+                                    }
+                                },
                             }
                         }
                     },
                 },
                 "responses": {
                     "200": _json({"type": "object"}, "the outcome"),
-                    **_problems(400, 403, 415, 422),
+                    **_problems(400, 403, 404, 415, 422, 503),
                 },
             }
         },
@@ -627,13 +659,29 @@ def _schemas() -> dict[str, Any]:
         },
         "Bundle": {
             "type": "object",
-            "required": ["format", "case_id", "public_key", "tree_head", "events"],
+            "required": [
+                "format",
+                "case_id",
+                "catalogue_version",
+                "public_key",
+                "tree_head",
+                "case_head",
+                "events",
+            ],
+            "additionalProperties": False,
             "properties": {
-                "format": {"const": "casetrail.bundle.v1"},
+                "format": {"const": "casetrail.bundle.v2"},
                 "case_id": CASE_ID,
                 "catalogue_version": {"type": "integer"},
                 "public_key": {"type": "object"},
                 "tree_head": _ref("TreeHead"),
+                "case_head": {
+                    "type": "object",
+                    "description": "the ledger's signature that the case ended at `seq` "
+                    "(`head_hash`) in the tree of the bundle's tree head: Ed25519 (base64) "
+                    'over b"casetrail.case-head.v1\\n" || RFC 8785 bytes of {log_id, case_id, '
+                    "seq, head_hash, tree_size, root_hash, timestamp}",
+                },
                 "events": {
                     "type": "array",
                     "items": {

@@ -79,6 +79,13 @@ KINDS: dict[str, ProblemKind] = {
             "(the two are answered alike on purpose).",
         ),
         ProblemKind(
+            "party-not-found",
+            404,
+            "No such party",
+            "No party with this id was registered in any case of the agency named by the "
+            "`agency` parameter. Party ids belong to the agency that registered them.",
+        ),
+        ProblemKind(
             "tree-head-not-found",
             404,
             "No signed tree head of that size",
@@ -167,6 +174,15 @@ KINDS: dict[str, ProblemKind] = {
             503,
             "The ledger cannot answer right now",
             "The database or a background worker is unavailable; retry later.",
+        ),
+        ProblemKind(
+            "master-key-rotated",
+            503,
+            "The master key was rotated; restart with the new key",
+            "`casetrail keys rotate-master` re-wrapped every data key under a new master key "
+            "while this server still held the old one. It refuses to create data keys under "
+            "the old key, which nothing could open after a restart: restart it with "
+            "CASETRAIL_MASTER_KEY_PATH pointing at the new key file.",
         ),
         ProblemKind(
             "internal-error",

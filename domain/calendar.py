@@ -15,12 +15,15 @@ import functools
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta, timezone
 from pathlib import Path
 
 import yaml  # type: ignore[import-untyped, unused-ignore]
 
 _CALENDAR_DIR = Path(__file__).resolve().parent / "calendars"
+END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+"""Where deadlines saturate: a date past the calendar's range is "not before the end of
+time", never an overflow (records can carry years up to 9999)."""
 _CALENDAR_NAME = re.compile(r"[a-z][a-z0-9_-]*\Z")
 _ISO_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}\Z")
 _YEAR = re.compile(r"[0-9]{4}\Z")
@@ -105,9 +108,12 @@ class WorkingDayCalendar:
         if n < 0:
             raise ValueError(f"n must be zero or more working days, got {n}")
         day = start.date()
-        for _ in range(n):
-            day = self._next_working_day(day)
-        return datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone(offset))
+        try:
+            for _ in range(n):
+                day = self._next_working_day(day)
+            return datetime.combine(day + timedelta(days=1), time(0), tzinfo=timezone(offset))
+        except OverflowError:
+            return END_OF_TIME
 
     def working_days_between(self, a: date, b: date) -> int:
         """How many working days d satisfy a < d <= b; negative when b is before a.

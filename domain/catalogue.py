@@ -60,6 +60,10 @@ class EventType:
     dates: tuple[str, ...]
     subject: str | None
     payload_schema: dict[str, Any]
+    system: bool
+    """Recorded by the ledger itself (erasure outcomes): never accepted from a client."""
+    system_fields: tuple[str, ...]
+    """Payload fields only the ledger sets (the API key of a reveal it records)."""
     validator: Draft202012Validator = field(repr=False, compare=False)
     quick_check: Callable[[Any], Any] = field(repr=False, compare=False)
 
@@ -93,6 +97,8 @@ class Catalogue:
                     "labels": kind.labels,
                     "personal_fields": list(kind.personal),
                     "subject_field": kind.subject,
+                    "recorded_by_ledger": kind.system,
+                    "ledger_fields": list(kind.system_fields),
                     "payload_schema": kind.payload_schema,
                 }
                 for name, kind in sorted(self.types.items())
@@ -217,9 +223,21 @@ def _compile_type(name: str, spec: dict[str, Any], version: int) -> EventType:
         dates=tuple(dates),
         subject=spec.get("subject"),
         payload_schema=payload_schema,
+        system=_system(name, spec, properties),
+        system_fields=tuple(spec.get("system_fields", ())),
         validator=Draft202012Validator(payload_schema),
         quick_check=compile_quick_check(payload_schema),
     )
+
+
+def _system(name: str, spec: dict[str, Any], properties: dict[str, Any]) -> bool:
+    system = spec.get("system", False)
+    if not isinstance(system, bool):
+        raise ValueError(f"catalogue: {name}.system must be true or false")
+    unknown = set(spec.get("system_fields", ())) - set(properties)
+    if unknown:
+        raise ValueError(f"catalogue: {name}.system_fields names no field {sorted(unknown)}")
+    return system
 
 
 def _field_schema(type_name: str, field_name: str, kind: Any) -> dict[str, Any]:

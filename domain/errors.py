@@ -5,6 +5,7 @@
     │   ├── MalformedInput      not parseable as strict JSON (HTTP 400)
     │   ├── InvalidEvent        parseable, but not a valid event (HTTP 422)
     │   ├── UnknownCase         no such case, or not one the caller may see (HTTP 404)
+    │   ├── UnknownParty        no such party of that agency (HTTP 404)
     │   ├── InvalidParameter    a query parameter, path segment or header is unusable (400)
     │   └── MissingPurpose      personal data asked for without a stated purpose (400)
     ├── Unauthenticated         no valid API key (HTTP 401)
@@ -12,6 +13,7 @@
     ├── ConcurrencyConflict     the case moved on since the caller last looked (HTTP 409)
     ├── IdempotencyKeyReused    a key came back with a different request (HTTP 422)
     ├── InternalFault           the ledger failed in a way it did not anticipate (HTTP 500)
+    ├── MasterKeyRotated        this process holds a master key the ledger no longer uses (503)
     └── LedgerIntegrityError    recorded history, a proof or a signature does not verify
         ├── ChainBroken         a case's hash chain does not link up
         ├── ProofError          a Merkle inclusion or consistency proof fails
@@ -52,6 +54,10 @@ class UnknownCase(InputError):
     kind = "case-not-found"
 
 
+class UnknownParty(InputError):
+    kind = "party-not-found"
+
+
 class InvalidParameter(InputError):
     kind = "invalid-parameter"
 
@@ -82,6 +88,13 @@ class IdempotencyKeyReused(CasetrailError):
 
 class InternalFault(CasetrailError):
     kind = "internal-error"
+
+
+class MasterKeyRotated(CasetrailError):
+    """The ledger's master key was rotated after this process loaded the old one: it must
+    not wrap anything new under the old key (nothing could open it after a restart)."""
+
+    kind = "master-key-rotated"
 
 
 class LedgerIntegrityError(CasetrailError):

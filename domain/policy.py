@@ -27,14 +27,14 @@ import re
 from calendar import monthrange  # the standard library's, not domain/calendar.py
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import yaml
 from yaml.constructor import SafeConstructor
 
-from domain.calendar import WorkingDayCalendar, load_calendar
+from domain.calendar import END_OF_TIME, WorkingDayCalendar, load_calendar
 from domain.catalogue import load_catalogue
 
 POLICY_DIR = Path(__file__).resolve().parent / "policies"
@@ -106,6 +106,9 @@ class PolicyError(ValueError):
 # --- the format ---------------------------------------------------------------------------------
 
 
+START_OF_TIME = datetime.min.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True)
 class Duration:
     """An ISO 8601 duration (PnYnMnWnDTnHnMnS); years and months follow the calendar."""
@@ -134,10 +137,20 @@ class Duration:
         object.__setattr__(self, "_months", 12 * self.years + self.months)
 
     def after(self, moment: datetime) -> datetime:
-        return _shift_months(moment, self._months) + self._exact
+        """`moment` plus the duration; past the last representable moment, that moment
+        (UTC): a deadline or retention end beyond the calendar is "not before the end of
+        time", never an error."""
+        try:
+            return _shift_months(moment, self._months) + self._exact
+        except (OverflowError, ValueError):
+            return END_OF_TIME
 
     def before(self, moment: datetime) -> datetime:
-        return _shift_months(moment - self._exact, -self._months)
+        """`moment` minus the duration, saturating at the first representable moment."""
+        try:
+            return _shift_months(moment - self._exact, -self._months)
+        except (OverflowError, ValueError):
+            return START_OF_TIME
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""The ledger's signing key and its signed tree heads.
+"""The ledger's signing key, its signed tree heads and its signed case heads.
 
 A tree head commits the ledger to the first `tree_size` events of its global log:
 
@@ -7,6 +7,16 @@ A tree head commits the ledger to the first `tree_size` events of its global log
 
 The signature is Ed25519 over `b"casetrail.tree-head.v1\\n" || JCS(head)`; the prefix
 keeps a tree-head signature from ever being mistaken for a signature over anything else.
+
+A case head is the ledger's signed word, given when it exports a dispute bundle, that a
+case ended at a given seq in a given tree:
+
+    {"log_id", "case_id", "seq": last seq, "head_hash": hash of that record,
+     "tree_size", "root_hash": of the tree head the bundle uses, "timestamp"}
+
+signed the same way under its own prefix, `b"casetrail.case-head.v1\\n"`. Without it a
+bundle cut short at its end would still verify: every remaining event is genuine.
+
 Public keys from outside (a bundle, a witness) are refused when they are not a valid
 point of prime order, before any signature is checked: the identity point and the other
 small-order points would let a forger "verify" chosen messages.
@@ -16,21 +26,31 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from nacl.bindings import crypto_core_ed25519_is_valid_point
 
-from domain.canonical import canonical_bytes
+from domain.canonical import MAX_EXACT_INTEGER, NotCanonicalizable, canonical_bytes
 from domain.errors import SignatureError
 from domain.keyfiles import write_key_file
 
 TREE_HEAD_DOMAIN = b"casetrail.tree-head.v1\n"
 HEAD_FIELDS = ("log_id", "tree_size", "root_hash", "timestamp")
+CASE_HEAD_DOMAIN = b"casetrail.case-head.v1\n"
+CASE_HEAD_FIELDS = ("log_id", "case_id", "seq", "head_hash", "tree_size", "root_hash", "timestamp")
+
+# Ledger time exactly as `format_recorded_at` writes it; ASCII digits only, so a signed
+# statement never holds a value that has no canonical form.
+_TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z")
+# The case-id rule of docs/design.md (also `catalogue.CASE_ID_PATTERN`, which this module
+# cannot import: it must ship without the catalogue's YAML and JSON Schema dependencies).
+_CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
 @dataclass(frozen=True)
@@ -58,20 +78,67 @@ class TreeHead:
     @classmethod
     def from_json(cls, data: Any) -> TreeHead:
         """Read a signed tree head, checking every field's type and shape."""
-        if not isinstance(data, dict):
-            raise SignatureError("a tree head must be a JSON object")
-        missing = [name for name in (*HEAD_FIELDS, "signature") if name not in data]
-        if missing:
-            raise SignatureError(f"the tree head lacks {', '.join(missing)}")
-        size = data["tree_size"]
-        if type(size) is not int or size < 0:
-            raise SignatureError("tree_size must be a whole number")
-        for name in ("log_id", "root_hash"):
-            if not _is_hex_hash(data[name]):
-                raise SignatureError(f"{name} must be 64 lower-case hex digits")
-        if not isinstance(data["timestamp"], str) or not isinstance(data["signature"], str):
-            raise SignatureError("timestamp and signature must be strings")
-        return cls(data["log_id"], size, data["root_hash"], data["timestamp"], data["signature"])
+        fields = _signed_fields(data, "the tree head", HEAD_FIELDS)
+        return cls(
+            _hex_hash("the tree head", "log_id", fields["log_id"]),
+            _whole_number("the tree head", "tree_size", fields["tree_size"], minimum=0),
+            _hex_hash("the tree head", "root_hash", fields["root_hash"]),
+            _timestamp("the tree head", fields["timestamp"]),
+            fields["signature"],
+        )
+
+
+@dataclass(frozen=True)
+class CaseHead:
+    """The ledger's signed word that `case_id` ended at `seq` in the tree of `tree_size`."""
+
+    log_id: str
+    case_id: str
+    seq: int
+    head_hash: str
+    tree_size: int
+    root_hash: str
+    timestamp: str
+    signature: str = ""
+
+    def message(self) -> bytes:
+        return CASE_HEAD_DOMAIN + canonical_bytes(self.unsigned())
+
+    def unsigned(self) -> dict[str, Any]:
+        return {
+            "log_id": self.log_id,
+            "case_id": self.case_id,
+            "seq": self.seq,
+            "head_hash": self.head_hash,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "timestamp": self.timestamp,
+        }
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.unsigned(), "signature": self.signature}
+
+    @classmethod
+    def from_json(cls, data: Any) -> CaseHead:
+        """Read a signed case head, checking every field's type and shape."""
+        what = "the case head"
+        fields = _signed_fields(data, what, CASE_HEAD_FIELDS)
+        case_id = fields["case_id"]
+        if not isinstance(case_id, str) or not _CASE_ID.fullmatch(case_id):
+            raise SignatureError(
+                f"{what}'s case_id must be 1-64 characters of A-Z a-z 0-9 . _ -, "
+                "starting with a letter or digit"
+            )
+        return cls(
+            _hex_hash(what, "log_id", fields["log_id"]),
+            case_id,
+            _whole_number(what, "seq", fields["seq"], minimum=1),
+            _hex_hash(what, "head_hash", fields["head_hash"]),
+            _whole_number(what, "tree_size", fields["tree_size"], minimum=1),
+            _hex_hash(what, "root_hash", fields["root_hash"]),
+            _timestamp(what, fields["timestamp"]),
+            fields["signature"],
+        )
 
 
 def log_id_of(public_key: bytes) -> str:
@@ -94,36 +161,82 @@ def public_key_from_text(text: str) -> bytes:
     """Raw public key bytes from base64 of the 32 bytes, or from a PEM document."""
     stripped = text.strip()
     if stripped.startswith("-----BEGIN"):
-        key = serialization.load_pem_public_key(stripped.encode())
+        try:
+            key = serialization.load_pem_public_key(stripped.encode())
+        except (ValueError, TypeError, UnsupportedAlgorithm):
+            raise SignatureError(
+                "the PEM document cannot be read as a public key; give the ledger's key as "
+                "GET /v1/log/public-key serves it (its pem, or its base64 key)"
+            ) from None
         if not isinstance(key, Ed25519PublicKey):
             raise SignatureError("the PEM document does not hold an Ed25519 public key")
         return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     try:
-        return base64.b64decode(stripped, validate=True)
+        return strict_base64(stripped, "the public key")
+    except SignatureError:
+        raise SignatureError(
+            "the public key is neither PEM nor base64; give the ledger's key as "
+            "GET /v1/log/public-key serves it (its pem, or its base64 key)"
+        ) from None
+
+
+def strict_base64(text: Any, what: str) -> bytes:
+    """Bytes from standard, padded base64, refusing any other spelling of the same bytes.
+
+    `b64decode` alone accepts non-zero unused bits, so one signature or key would have
+    several spellings; a verifier should accept exactly one.
+    """
+    if not isinstance(text, str):
+        raise SignatureError(f"{what} must be a base64 string")
+    try:
+        raw = base64.b64decode(text, validate=True)
     except ValueError:
-        raise SignatureError("the public key is neither PEM nor base64") from None
+        raise SignatureError(f"{what} is not base64") from None
+    if base64.b64encode(raw).decode() != text:
+        raise SignatureError(f"{what} is not in canonical base64 (its unused bits are set)")
+    return raw
 
 
 def verify_tree_head(head: TreeHead, public_key: bytes) -> None:
     """Check a signed tree head against a public key; raises SignatureError naming the fault."""
+    _verify_signed(head, public_key, "the tree head", f"the tree head of size {head.tree_size}")
+
+
+def verify_case_head(head: CaseHead, public_key: bytes) -> None:
+    """Check a signed case head against a public key; raises SignatureError naming the fault."""
+    _verify_signed(
+        head, public_key, "the case head", f"the case head of {head.case_id!r} at seq {head.seq}"
+    )
+
+
+class _Signed(Protocol):
+    @property
+    def log_id(self) -> str: ...
+
+    @property
+    def signature(self) -> str: ...
+
+    def message(self) -> bytes: ...
+
+
+def _verify_signed(statement: _Signed, public_key: bytes, what: str, which: str) -> None:
     key = load_public_key(public_key)
-    if head.log_id != log_id_of(public_key):
+    if statement.log_id != log_id_of(public_key):
         raise SignatureError(
-            f"the tree head's log_id {head.log_id[:16]}… is not the id of this public key "
+            f"{what}'s log_id {statement.log_id[:16]}… is not the id of this public key "
             f"({log_id_of(public_key)[:16]}…)"
         )
-    try:
-        signature = base64.b64decode(head.signature, validate=True)
-    except ValueError:
-        raise SignatureError("the tree head's signature is not base64") from None
+    signature = strict_base64(statement.signature, f"{what}'s signature")
     if len(signature) != 64:
         raise SignatureError(f"an Ed25519 signature is 64 bytes, got {len(signature)}")
     try:
-        key.verify(signature, head.message())
+        message = statement.message()
+    except NotCanonicalizable as error:
+        raise SignatureError(f"{which} has no canonical form: {error}") from None
+    try:
+        key.verify(signature, message)
     except InvalidSignature:
-        raise SignatureError(
-            f"the signature over the tree head of size {head.tree_size} does not verify"
-        ) from None
+        raise SignatureError(f"the signature over {which} does not verify") from None
 
 
 class LedgerKey:
@@ -163,10 +276,27 @@ class LedgerKey:
 
     def sign(self, tree_size: int, root_hash: str, timestamp: str) -> TreeHead:
         head = TreeHead(self.log_id, tree_size, root_hash, timestamp)
-        signature = self._private.sign(head.message())
-        return TreeHead(
-            self.log_id, tree_size, root_hash, timestamp, base64.b64encode(signature).decode()
+        return replace(head, signature=self._sign(head.message()))
+
+    def sign_case_head(
+        self, case_id: str, seq: int, head_hash: str, tree_head: TreeHead, timestamp: str
+    ) -> CaseHead:
+        """Sign that `case_id` ends at `seq`, whose hash is `head_hash`, in `tree_head`'s tree."""
+        if tree_head.log_id != self.log_id:
+            raise SignatureError("a case head can only name a tree head signed by this key")
+        head = CaseHead(
+            self.log_id,
+            case_id,
+            seq,
+            head_hash,
+            tree_head.tree_size,
+            tree_head.root_hash,
+            timestamp,
         )
+        return replace(head, signature=self._sign(head.message()))
+
+    def _sign(self, message: bytes) -> str:
+        return base64.b64encode(self._private.sign(message)).decode()
 
     def public_key_pem(self) -> str:
         public = Ed25519PublicKey.from_public_bytes(self.public_key)
@@ -179,6 +309,48 @@ class LedgerKey:
 
     def __repr__(self) -> str:
         return f"LedgerKey(log_id={self.log_id[:16]}…)"  # never the private key
+
+
+def _signed_fields(data: Any, what: str, names: tuple[str, ...]) -> dict[str, Any]:
+    """The members of a signed statement: exactly `names` and a string `signature`."""
+    if not isinstance(data, dict):
+        raise SignatureError(f"{what} must be a JSON object")
+    expected = (*names, "signature")
+    missing = [name for name in expected if name not in data]
+    if missing:
+        raise SignatureError(f"{what} lacks {', '.join(missing)}")
+    unknown = [name for name in data if name not in expected]
+    if unknown:
+        # A field nobody signed must not ride along looking signed.
+        shown = ", ".join(
+            repr(name)[:40] if isinstance(name, str) else type(name).__name__
+            for name in unknown[:5]
+        )
+        raise SignatureError(
+            f"{what} has unknown fields {shown}; it holds exactly {', '.join(expected)}"
+        )
+    if not isinstance(data["signature"], str):
+        raise SignatureError(f"{what}'s signature must be a base64 string")
+    return data
+
+
+def _whole_number(what: str, name: str, value: Any, *, minimum: int) -> int:
+    # bool is an int subclass and 3.0 equals 3: neither is accepted for a count.
+    if type(value) is not int or not minimum <= value <= MAX_EXACT_INTEGER:
+        raise SignatureError(f"{what}'s {name} must be a whole number from {minimum} to 2^53 - 1")
+    return value
+
+
+def _hex_hash(what: str, name: str, value: Any) -> str:
+    if not _is_hex_hash(value):
+        raise SignatureError(f"{what}'s {name} must be 64 lower-case hex digits")
+    return str(value)
+
+
+def _timestamp(what: str, value: Any) -> str:
+    if not isinstance(value, str) or not _TIMESTAMP.fullmatch(value):
+        raise SignatureError(f"{what}'s timestamp must be ledger time, YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return value
 
 
 def _is_hex_hash(value: object) -> bool:

@@ -1,14 +1,17 @@
 """Turning a parsed append body into validated event drafts, or saying exactly what is wrong.
 
 The body is either one event object or `{"events": [...], "expected_seq": N}`. Every
-complaint names the JSON Pointer of the field at fault, so an integrator can fix its
-request without guessing.
+complaint names the JSON Pointer of the field at fault and the constraint it breaks, so an
+integrator can fix its request without guessing. A complaint never repeats the value that
+was sent (at most its type and length): a field at fault may hold personal data, and
+problem documents end up in client logs and support tickets.
 """
 
 from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
@@ -28,6 +31,9 @@ from domain.catalogue import (
 from domain.errors import InvalidEvent
 
 MAX_EVENTS_PER_REQUEST = 1000
+API_KEY_ID = re.compile(r"^key_[0-9a-f]{12}$")
+"""The shape of the ledger's API key ids, which the ledger writes as the actor of the
+records it makes for a key (a reveal's pi.accessed)."""
 MAX_DEPTH = 32
 """Deepest nesting of objects and arrays accepted anywhere in a body (an event's payload
 sits at depth 3 of a batch); deeper input is refused before anything tries to encode it."""
@@ -104,8 +110,8 @@ def check_json_safe(value: Any, pointer_prefix: str = "") -> None:
             )
         elif kind is OutOfRange:
             raise InvalidEvent(
-                f"the integer {item.text[:40]} is beyond ±(2^53 − 1), which a double cannot "
-                "hold exactly; send it as a string",
+                f"an integer of {len(item.text)} digits is beyond ±(2^53 − 1), which a double "
+                "cannot hold exactly; send it as a string",
                 pointer=pointer,
             )
 
@@ -172,8 +178,9 @@ class EventValidator:
         self.envelope = Draft202012Validator(schema)
         self.envelope_quick_check = compile_quick_check(schema)
 
-    def append_request(self, body: Any) -> AppendRequest:
-        """Validate a whole append body (already parsed as strict JSON)."""
+    def append_request(self, body: Any, *, caller_key_id: str) -> AppendRequest:
+        """Validate a whole append body (already parsed as strict JSON) sent by a client
+        with the API key `caller_key_id`."""
         if not isinstance(body, dict):
             raise InvalidEvent(
                 'the body must be one event object or {"events": [...], "expected_seq": N}',
@@ -181,7 +188,9 @@ class EventValidator:
             )
 
         if "events" not in body:
-            return AppendRequest([self.event(body, "")], expected_seq=None)
+            draft = self.event(body, "")
+            self.client_may_record(draft, "", caller_key_id)
+            return AppendRequest([draft], expected_seq=None)
 
         unexpected = sorted(set(body) - {"events", "expected_seq"})
         if unexpected:
@@ -208,7 +217,35 @@ class EventValidator:
             )
 
         drafts = [self.event(event, f"/events/{index}") for index, event in enumerate(events)]
+        for index, draft in enumerate(drafts):
+            self.client_may_record(draft, f"/events/{index}", caller_key_id)
         return AppendRequest(drafts, expected_seq)
+
+    def client_may_record(self, draft: Draft, pointer: str, caller_key_id: str) -> None:
+        """Refuse what only the ledger records: its own event types and fields, and records
+        made in the name of another API key. Whatever a client key may do (admin included),
+        it cannot forge the trail of erasures and reveals the ledger keeps itself."""
+        kind = self.catalogue.types[draft.type]
+        if kind.system:
+            raise InvalidEvent(
+                f"{kind.name} is recorded by the ledger itself, when it performs the act "
+                "(erasure: POST /v1/parties/{party_id}/erasure); it cannot be appended",
+                pointer=f"{pointer}/type",
+            )
+        for name in kind.system_fields:
+            if name in draft.payload:
+                raise InvalidEvent(
+                    f"{kind.name}: {name} is set by the ledger on the records it makes itself; "
+                    "leave it out",
+                    pointer=f"{pointer}/payload/{_escape(name)}",
+                )
+        actor_id = draft.actor["id"]
+        if API_KEY_ID.fullmatch(actor_id) and actor_id != caller_key_id:
+            raise InvalidEvent(
+                "an actor id of the form key_<12 hex digits> names one of the ledger's API "
+                "keys, and only that key may act under it; name the person or system instead",
+                pointer=f"{pointer}/actor/id",
+            )
 
     def event(self, event: Any, pointer: str) -> Draft:
         """Validate one event at `pointer` in the body."""
@@ -230,7 +267,7 @@ class EventValidator:
         if parse_occurred_at(event["occurred_at"]) is None:
             raise InvalidEvent(
                 "occurred_at must be an RFC 3339 date-time with an offset, such as "
-                f"2024-03-01T10:00:00+08:00 or 2024-03-01T02:00:00Z (got {event['occurred_at']!r})",
+                "2024-03-01T10:00:00+08:00 or 2024-03-01T02:00:00Z, on a real calendar day",
                 pointer=f"{pointer}/occurred_at",
             )
 
@@ -255,7 +292,7 @@ class EventValidator:
             value = payload.get(name)
             if isinstance(value, str) and not _is_calendar_date(value):
                 raise InvalidEvent(
-                    f"{kind.name}: {name} {value!r} is not a calendar date (YYYY-MM-DD)",
+                    f"{kind.name}: {name} is not a calendar date (YYYY-MM-DD)",
                     pointer=f"{pointer}/{_escape(name)}",
                 )
 
@@ -278,7 +315,7 @@ def _first_error(
     # passes); the compiled one as JSON Schema means it. The stricter verdict stands.
     path = [part for part in objection.path[1:]]
     return ValidationError(
-        f"{objection.value!r} does not match the required format",
+        "does not match the required format",
         path=path,
         validator="pattern",
         instance=objection.value,
@@ -294,17 +331,78 @@ def _is_calendar_date(value: str) -> bool:
 
 
 def _describe(error: ValidationError) -> str:
-    if error.validator == "required":
+    """The constraint a value breaks, in words, with the value's shape but never the value.
+
+    Only messages that name members (required, unexpected) come from jsonschema: the rest
+    of its messages start with the offending value itself.
+    """
+    keyword, limit, got = error.validator, error.validator_value, _shape(error.instance)
+    if keyword == "required":
         return str(error.message).replace("is a required property", "is required")
-    if error.validator == "additionalProperties":
+    if keyword == "additionalProperties":
         return f"{error.message} (the ledger sets seq, recorded_at, hash and the rest itself)"
-    if error.validator == "enum" and len(list(error.validator_value)) > 12:
-        return f"{error.instance!r} is not one of the catalogue's values"
-    if error.validator == "pattern":
+    if keyword == "type":
+        return f"must be {_kinds(limit)}, got {got}"
+    if keyword == "enum":
+        options = list(limit)
+        if len(options) > 12:
+            return f"is not one of the catalogue's values (see /v1/catalogue), got {got}"
+        return f"must be one of {', '.join(str(option) for option in options)}, got {got}"
+    if keyword == "const":
+        return f"must be {limit}, got {got}"
+    if keyword in ("minLength", "maxLength"):
+        bound = "at least" if keyword == "minLength" else "at most"
+        return f"must be {bound} {limit} characters long, got {got}"
+    if keyword in ("minItems", "maxItems"):
+        bound = "at least" if keyword == "minItems" else "at most"
+        return f"must hold {bound} {limit} items, got {got}"
+    if keyword in ("minimum", "maximum"):
+        return f"must be {'≥' if keyword == 'minimum' else '≤'} {limit}"
+    if keyword == "pattern":
         schema = error.schema if isinstance(error.schema, dict) else {}
         hint = schema.get("description", "see the schemas at /v1/catalogue")
-        return f"{error.instance!r} is not in the required format ({hint})"
-    return str(error.message)
+        return f"is not in the required format ({hint}), got {got}"
+    if keyword == "anyOf":
+        alternatives = " or ".join(_summary(option) for option in limit)
+        return f"must be {alternatives}, got {got}"
+    if keyword == "format":
+        return f"is not a valid {limit}"
+    return f"does not meet the schema's {keyword} constraint (see /v1/catalogue), got {got}"
+
+
+def _shape(value: Any) -> str:
+    """What was sent, without what it says: its JSON type and size."""
+    if isinstance(value, str):
+        return f"a string of {len(value)} characters"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | OutOfRange):
+        return "an integer"
+    if isinstance(value, list):
+        return f"an array of {len(value)} items"
+    if isinstance(value, dict):
+        return f"an object of {len(value)} members"
+    if value is None:
+        return "null"
+    return "a number"
+
+
+def _kinds(expected: Any) -> str:
+    names = {"string": "a string", "integer": "an integer", "boolean": "true or false"}
+    names |= {"array": "an array", "object": "an object", "null": "null", "number": "a number"}
+    listed = expected if isinstance(expected, list) else [expected]
+    return " or ".join(names.get(str(kind), str(kind)) for kind in listed)
+
+
+def _summary(schema: Any) -> str:
+    if not isinstance(schema, dict):
+        return "another shape"
+    if "enum" in schema:
+        return "one of " + ", ".join(str(option) for option in schema["enum"])
+    text = _kinds(schema.get("type", "any value"))
+    if "maxLength" in schema:
+        text += f" of {schema.get('minLength', 0)}–{schema['maxLength']} characters"
+    return text
 
 
 def _pointer(error: ValidationError) -> str:

@@ -1,18 +1,24 @@
 """Sealing personal data before it is hashed, so erasure can destroy it without touching
 the chain (crypto-shredding).
 
-Each data subject (party) has a random 256-bit data key. A personal field is sealed as
+Each data subject (a party of an agency) has a random 256-bit data key. A personal field
+is sealed as
 
     {"sealed": base64(nonce || AES-256-GCM ciphertext), "key_id": "<data key id>"}
 
 with a fresh 96-bit nonce per field, and associated data that binds the case, the seq,
 the party and the field name: a sealed value copied into another event, case or field
-fails to open. Plaintext is padded to a multiple of 32 bytes first, so the ciphertext
-length does not give a name's length away.
+fails to open. Plaintext is framed with its length and padded to a multiple of 32 bytes
+first, so the ciphertext shows only which 32-byte bucket a value's length falls in.
 
 Data keys are stored wrapped (AES-256-GCM) by a master key that never enters the
-database; destroying a party's wrapped key makes every value sealed under it unreadable
-for good, while every hash, chain and proof still verifies over the ciphertext.
+database. Erasure destroys a party's wrapped keys in the live database (and asks it to
+drop the old row versions: see projections/keystore.py). From then on the party's sealed
+values open only for someone holding both a copy of a wrapped key taken before the
+erasure (a backup, PostgreSQL's WAL or archives, disk blocks the file system freed) and
+the master key it was wrapped under. Once every master key that ever wrapped them is
+destroyed (rotate after the erasure, then destroy the old key), nobody can open them.
+Every hash, chain and proof still verifies over the ciphertext either way.
 """
 
 from __future__ import annotations

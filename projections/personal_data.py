@@ -11,6 +11,12 @@ while a retention clock still runs for any case of the party, the party is restr
 `erasure.restricted` is recorded with the date erasure becomes possible; otherwise the
 party's data keys are destroyed and `erasure.executed` recorded. Either way every chain,
 proof and bundle still verifies: only keys change, never the records.
+
+A party is the pair (agency, party_id): each agency names its own parties, so an erasure
+names the agency, and only that agency's cases, keys and restrictions take part in it.
+A retention clock runs from the later of an event's occurred_at (what the sender says)
+and its recorded_at (what the ledger vouches for), so a backdated contract cannot make
+data erasable early.
 """
 
 from __future__ import annotations
@@ -21,12 +27,12 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from domain.case import case_stream_id
-from domain.envelope import Record, format_recorded_at, parse_stored
-from domain.errors import LedgerIntegrityError, NotPermitted
+from domain.envelope import Record, format_recorded_at, parse_recorded_at, parse_stored
+from domain.errors import LedgerIntegrityError, NotPermitted, UnknownParty
 from domain.validation import Draft
 from domain.vault import ERASED, VaultError, field_context, is_sealed, open_sealed
 from projections.apikeys import Principal
-from projections.keystore import KeyDestroyed, UnknownKey
+from projections.keystore import LEGACY_AGENCY, KeyDestroyed, UnknownKey
 from projections.writer import AppendCommand
 
 if TYPE_CHECKING:
@@ -36,15 +42,27 @@ log = logging.getLogger("casetrail.personal_data")
 
 RESTRICTED = "restricted"
 
-RESTRICTIONS_DDL = [
-    """
+RESTRICTIONS_TABLE = """
     CREATE TABLE IF NOT EXISTS party_restrictions (
-        party_id TEXT PRIMARY KEY,
+        agency TEXT NOT NULL,
+        party_id TEXT NOT NULL,
         until TEXT NOT NULL,
         reason TEXT NOT NULL,
-        recorded_at TEXT NOT NULL
+        recorded_at TEXT NOT NULL,
+        PRIMARY KEY (agency, party_id)
     )
-    """
+"""
+# Restrictions of earlier versions were keyed by party id alone; they keep applying to
+# that id in every agency (agency ''), the cautious reading of what they meant.
+RESTRICTIONS_MIGRATION = [
+    "ALTER TABLE party_restrictions RENAME TO party_restrictions_unscoped",
+    RESTRICTIONS_TABLE,
+    f"""
+    INSERT INTO party_restrictions (agency, party_id, until, reason, recorded_at)
+    SELECT '{LEGACY_AGENCY}', party_id, until, reason, recorded_at
+    FROM party_restrictions_unscoped
+    """,
+    "DROP TABLE party_restrictions_unscoped",
 ]
 
 ACTOR_ROLES = {"compliance": "compliance", "agent": "agent_of_record", "admin": "pi_officer"}
@@ -74,7 +92,9 @@ class PersonalData:
     def __init__(self, runtime: Runtime) -> None:
         self.runtime = runtime
         self.db = runtime.ledger.db
-        self.db.execute_script(RESTRICTIONS_DDL)
+        self.db.execute_script([RESTRICTIONS_TABLE])
+        if not self.db.has_column("party_restrictions", "agency"):
+            self.db.execute_script(RESTRICTIONS_MIGRATION)
 
     # -- reveal ---------------------------------------------------------------------------
 
@@ -98,15 +118,17 @@ class PersonalData:
             )
 
         places = _sealed_places(self.runtime, records)
-        opened = [self._open(case_id, record, place, caller) for record, place in places]
+        opened = [self._open(case_id, agency, record, place, caller) for record, place in places]
         if opened:
             self._record_access(case_id, agency, opened, caller, purpose)
         return opened
 
-    def _open(self, case_id: str, record: Record, place: _Place, caller: Principal) -> Revealed:
+    def _open(
+        self, case_id: str, agency: str, record: Record, place: _Place, caller: Principal
+    ) -> Revealed:
         sealed = place.sealed
         base = (record["seq"], place.path, place.party_id, place.field)
-        restriction = self.restriction(place.party_id)
+        restriction = self.restriction(agency, place.party_id)
         if restriction is not None and caller.role != "admin":
             return Revealed(*base, None, RESTRICTED)
         try:
@@ -168,38 +190,49 @@ class PersonalData:
 
     # -- erasure ----------------------------------------------------------------------------
 
-    def restriction(self, party_id: str) -> dict[str, Any] | None:
+    def restriction(self, agency: str, party_id: str) -> dict[str, Any] | None:
+        """The restriction on the agency's party (or on its id from before agency scoping)."""
         return self.db.query_one(
             "SELECT party_id, until, reason, recorded_at FROM party_restrictions "
-            "WHERE party_id = ?",
-            [party_id],
+            "WHERE party_id = ? AND agency IN (?, ?) ORDER BY agency DESC",
+            [party_id, agency, LEGACY_AGENCY],
         )
 
-    def erase(self, party_id: str, reason: str, caller: Principal) -> dict[str, Any]:
-        """Answer an erasure request: restrict while retention runs, else destroy the keys."""
-        cases = self._cases_of(party_id)
-        keys = self.runtime.keystore.party_key_ids(party_id)
-        if not cases and not keys:
-            raise LedgerIntegrityError(f"no party {party_id!r} is known to this ledger")
+    def erase(self, agency: str, party_id: str, reason: str, caller: Principal) -> dict[str, Any]:
+        """Answer an erasure request for the agency's party: restrict while retention runs,
+        else destroy the keys."""
+        cases = self._cases_of(agency, party_id)
+        keys = self.runtime.keystore.party_key_ids(agency, party_id)
+        if not cases and not any(key["agency"] == agency for key in keys):
+            raise UnknownParty(
+                f"agency {agency!r} has no party {party_id!r}: no case of that agency "
+                "registered it (party ids belong to the agency that registers them; check "
+                "both)",
+                pointer="/path/party_id",
+            )
         until = self._retention_end(cases)
         now = datetime.now(UTC)
 
         payload: dict[str, Any] = {"party_id": party_id, "reason": reason}
         destroyed: list[str] = []
         if until is not None and until > now:
-            self._restrict(party_id, until, reason)
+            self._restrict(agency, party_id, until, reason)
             outcome = "erasure.restricted"
             payload["until"] = until.date().isoformat()
         else:
-            destroyed = self.runtime.keystore.destroy(party_id)
+            destroyed = self.runtime.keystore.destroy(agency, party_id)
             with self.db.transaction() as cursor:
-                cursor.execute("DELETE FROM party_restrictions WHERE party_id = ?", [party_id])
+                cursor.execute(
+                    "DELETE FROM party_restrictions WHERE agency = ? AND party_id = ?",
+                    [agency, party_id],
+                )
             outcome = "erasure.executed"
             payload["key_ids"] = destroyed
 
         for case_id in cases:
             self._record(case_id, party_id, reason, outcome, payload, caller)
         return {
+            "agency": agency,
             "party_id": party_id,
             "outcome": outcome.split(".")[1],
             "until": payload.get("until"),
@@ -207,12 +240,16 @@ class PersonalData:
             "cases": cases,
         }
 
-    def _cases_of(self, party_id: str) -> list[str]:
+    def _cases_of(self, agency: str, party_id: str) -> list[str]:
+        """The agency's cases that name the party (another agency's same id is not it)."""
         self.runtime.settle(timeout=5.0)
         rows = self.db.query(
             "SELECT case_id FROM case_parties WHERE party_id = ? ORDER BY case_id", [party_id]
         )
-        return [row["case_id"] for row in rows]
+        # Whose case it is comes from its verified opening record, not from a view.
+        return [
+            row["case_id"] for row in rows if self.runtime.case_agency(row["case_id"]) == agency
+        ]
 
     def _retention_end(self, cases: list[str]) -> datetime | None:
         """When the last retention clock of the party's cases runs out (None if none runs)."""
@@ -221,24 +258,24 @@ class PersonalData:
             records = self.runtime.verified_records(case_id)
             for rule in self.runtime.policy.retention:
                 moments = [
-                    datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
-                    for record in records
-                    if record["type"] in rule.after
+                    _clock_start(record) for record in records if record["type"] in rule.after
                 ]
                 if moments:
+                    # Saturates at the end of time rather than overflowing.
                     ends.append(rule.keep.after(max(moments)))
         return max(ends) if ends else None
 
-    def _restrict(self, party_id: str, until: datetime, reason: str) -> None:
+    def _restrict(self, agency: str, party_id: str, until: datetime, reason: str) -> None:
         with self.db.transaction() as cursor:
             cursor.execute(
                 """
-                INSERT INTO party_restrictions (party_id, until, reason, recorded_at)
-                VALUES (?, ?, ?, ?)
-                ON CONFLICT (party_id) DO UPDATE SET until = excluded.until,
+                INSERT INTO party_restrictions (agency, party_id, until, reason, recorded_at)
+                VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (agency, party_id) DO UPDATE SET until = excluded.until,
                     reason = excluded.reason, recorded_at = excluded.recorded_at
                 """,
                 [
+                    agency,
                     party_id,
                     format_recorded_at(until),
                     reason,
@@ -265,6 +302,14 @@ class PersonalData:
         self.runtime.append(
             AppendCommand(case_id=case_id, events=drafts, recorded_by=caller.key_id)
         )
+
+
+def _clock_start(record: Record) -> datetime:
+    """When a retention clock starts for a record: the later of its occurred_at and its
+    recorded_at, so the clock never runs shorter than the ledger can vouch for."""
+    occurred = datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
+    recorded = parse_recorded_at(record["recorded_at"])
+    return max(occurred, recorded)
 
 
 @dataclass(frozen=True)

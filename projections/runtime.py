@@ -62,7 +62,12 @@ class Runtime:
         self.validator = EventValidator(self.catalogue)
         self.ledger = Ledger(settings.database)
         self.master_key = load_master_key(value=settings.master_key, path=settings.master_key_path)
-        self.keystore = KeyStore(self.ledger.db, self.master_key)
+        try:
+            self.keystore = KeyStore(self.ledger.db, self.master_key)
+        except BaseException:
+            # A master key the ledger no longer uses, say: let go of the connection pool.
+            self.ledger.close()
+            raise
         self.api_keys = ApiKeys(self.ledger.db)
         self.request_secret = self.keystore.secret("request-fingerprint")
         self.signing_key = _load_signing_key(settings.signing_key_path)
@@ -78,6 +83,7 @@ class Runtime:
             seal_personal=self.seal_personal,
             guard_case=self.guard_case,
             check_payload=self.check_payload,
+            ledger_made=self.ledger_made,
         )
         self.case_state = CaseStateProjection(self.ledger)
         self.policy = load_policy(settings.policy)
@@ -111,16 +117,17 @@ class Runtime:
         return self.writer.append(command, timeout=timeout)
 
     def seal_personal(
-        self, case_id: str, seq: int, event_type: str, payload: dict[str, Any]
+        self, case_id: str, agency: str, seq: int, event_type: str, payload: dict[str, Any]
     ) -> dict[str, Any]:
-        """Seal the personal fields of a payload under its subject's data key."""
+        """Seal the personal fields of a payload under its subject's data key: the key of
+        that party id *in the case's agency*, so no agency can reach another's party."""
         spec = self.catalogue.types[event_type]
         present = [name for name in spec.personal if isinstance(payload.get(name), str)]
         if not present:
             return payload
 
         party_id = str(payload.get(spec.subject or "party_id"))
-        key_id, key = self.keystore.active_key(party_id)
+        key_id, key = self.keystore.active_key(agency, party_id)
         sealed = dict(payload)
         for name in present:
             sealed[name] = seal(
@@ -150,6 +157,13 @@ class Runtime:
 
     def check_payload(self, event_type: str, payload: Any, pointer: str) -> None:
         self.validator.payload(event_type, payload, pointer)
+
+    def ledger_made(self, event_type: str, payload: dict[str, Any]) -> bool:
+        """Whether only the ledger makes such a record (the catalogue's `system` marks)."""
+        spec = self.catalogue.types.get(event_type)
+        if spec is None:
+            return False
+        return spec.system or any(name in payload for name in spec.system_fields)
 
     # -- attribution ------------------------------------------------------------------
 
@@ -202,8 +216,19 @@ class Runtime:
                 )
             proof = self.log.inclusion_proof(int(leaf["leaf_index"]), head.tree_size)
             entries.append((record, int(leaf["leaf_index"]), proof))
+        # The records were read after sealing and every one is in the tree, so the last of
+        # them is the case's last event in that tree; signing that lets a reader see that
+        # no events were cut from the end of the bundle.
+        last = records[-1]
+        case_head = self.signing_key.sign_case_head(
+            case_id,
+            int(last["seq"]),
+            str(last["hash"]),
+            head,
+            format_recorded_at(datetime.now(UTC)),
+        )
         return build_bundle(
-            case_id, self.catalogue.version, self.signing_key.public_key, head, entries
+            case_id, self.catalogue.version, self.signing_key.public_key, head, case_head, entries
         )
 
     def verified_records(self, case_id: str) -> list[Record]:

@@ -223,6 +223,14 @@ class Database:
         rows = self.query(statement, params)
         return rows[0] if rows else None
 
+    def has_column(self, table: str, column: str) -> bool:
+        """Whether a table made by an earlier version already has a column (migrations)."""
+        try:
+            self.query(f"SELECT {column} FROM {table} WHERE 1 = 0")
+        except Exception:
+            return False
+        return True
+
     @contextmanager
     def transaction(self) -> Iterator[Cursor]:
         with self.datastore.transaction(commit=True) as cursor:

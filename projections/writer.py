@@ -27,13 +27,14 @@ from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
 from eventsourcing.persistence import IntegrityError as StoreConflict
 
 from domain.case import Case, case_stream_id
+from domain.catalogue import parse_occurred_at
 from domain.envelope import (
     GENESIS_HASH,
     ChainVerifier,
@@ -61,6 +62,10 @@ log = logging.getLogger("casetrail.writer")
 
 MAX_COMMANDS_PER_COMMIT = 256
 MAX_EVENTS_PER_COMMIT = 4000
+CLOCK_SKEW = timedelta(minutes=10)
+"""How far ahead of the ledger's clock an occurred_at may be: the sender's clock may run a
+little fast, but nothing is recorded before it happens."""
+EARLIEST_OCCURRED_AT = datetime(1900, 1, 1, tzinfo=UTC)
 
 
 @dataclass
@@ -93,8 +98,13 @@ class AppendResult:
     replayed: bool = False
 
 
-SealPersonal = Callable[[str, int, str, dict[str, Any]], dict[str, Any]]
-"""(case_id, seq, type, payload) -> payload with its personal fields sealed."""
+SealPersonal = Callable[[str, str, int, str, dict[str, Any]], dict[str, Any]]
+"""(case_id, agency of the case, seq, type, payload) -> payload with its personal fields
+sealed under the data key of the agency's party."""
+
+LedgerMade = Callable[[str, dict[str, Any]], bool]
+"""(type, payload) -> whether only the ledger makes such a record (an erasure outcome, a
+reveal it recorded): no correction may retract or replace one, or forge one."""
 
 CaseGuard = Callable[[str, dict[int, str]], None]
 """(case_id, {seq: stored hash}) -> raise LedgerIntegrityError if the store disagrees with
@@ -154,12 +164,14 @@ class Writer:
         seal_personal: SealPersonal | None = None,
         guard_case: CaseGuard | None = None,
         check_payload: CheckPayload | None = None,
+        ledger_made: LedgerMade | None = None,
         cache_size: int = 50_000,
     ) -> None:
         self.ledger = ledger
         self.seal_personal = seal_personal
         self.guard_case = guard_case
         self.check_payload = check_payload
+        self.ledger_made = ledger_made
         self._heads: OrderedDict[str, Case] = OrderedDict()
         self._cache_size = cache_size
         self._queue: deque[AppendCommand] = deque()
@@ -438,7 +450,7 @@ class Writer:
                 if draft.actor["agency"] != scope:
                     raise NotPermitted(
                         f"this key records for agency {scope!r} only, so an event's actor "
-                        f"cannot belong to agency {draft.actor['agency']!r}",
+                        "must belong to that agency",
                         pointer=command.pointer(index, "actor/agency"),
                     )
 
@@ -471,11 +483,14 @@ class Writer:
             recorded_at = case.last_recorded_at
             self._moment = parse_recorded_at(recorded_at)
 
+        # A new case is opened by its first event (checked above), whose actor names the agency.
+        agency = case.agency if case is not None else command.events[0].actor["agency"]
         records: list[Record] = []
         stored: list[bytes] = []
         for index, draft in enumerate(command.events):
             seq += 1
-            payload = self._payload(command, index, draft, seq, records)
+            self._check_occurred_at(command, index, draft)
+            payload = self._payload(command, index, draft, seq, agency, records)
             envelope = {
                 "case_id": command.case_id,
                 "seq": seq,
@@ -496,12 +511,43 @@ class Writer:
             prev_hash = record["hash"]
         return records, stored
 
+    def _check_occurred_at(self, command: AppendCommand, index: int, draft: Draft) -> None:
+        """Business time within what the ledger can vouch for: not after the moment it is
+        recorded (give or take clock skew), and not before 1900. Retention and deadlines run
+        from it, so a date far off either way would bend them."""
+        moment = parse_occurred_at(draft.occurred_at)
+        pointer = command.pointer(index, "occurred_at")
+        if moment is None:
+            raise InvalidEvent(
+                "occurred_at is not an RFC 3339 date-time with an offset", pointer=pointer
+            )
+        if moment > self._moment + CLOCK_SKEW:
+            raise InvalidEvent(
+                "occurred_at is later than the moment the ledger records the event (more than "
+                f"{CLOCK_SKEW.seconds // 60} minutes of clock skew): record an event once it "
+                "has happened, with the time it happened, and check the sender's clock",
+                pointer=pointer,
+            )
+        if moment < EARLIEST_OCCURRED_AT:
+            raise InvalidEvent(
+                "occurred_at is before 1900-01-01; send the time the event happened",
+                pointer=pointer,
+            )
+
     def _payload(
-        self, command: AppendCommand, index: int, draft: Draft, seq: int, earlier: list[Record]
+        self,
+        command: AppendCommand,
+        index: int,
+        draft: Draft,
+        seq: int,
+        agency: str,
+        earlier: list[Record],
     ) -> dict[str, Any]:
         """The payload to record: a correction's replacement checked and sealed like the
         event it replaces, personal fields sealed."""
         payload = draft.payload
+        if draft.type == "event.corrected" and payload.get("replacement") is None:
+            self._refuse_ledger_made(command, index, payload, seq, earlier)
         if draft.type == "event.corrected" and payload.get("replacement") is not None:
             target = self._correction_target(
                 command, index, int(payload["corrects_seq"]), seq, earlier
@@ -509,13 +555,56 @@ class Writer:
             pointer = command.pointer(index, "payload/replacement")
             if self.check_payload is not None:
                 self.check_payload(target["type"], payload["replacement"], pointer)
+            if self.ledger_made is not None and self.ledger_made(
+                target["type"], payload["replacement"]
+            ):
+                raise InvalidEvent(
+                    f"the replacement would be a record only the ledger makes ({target['type']} "
+                    "with fields the ledger sets); leave those fields out",
+                    pointer=pointer,
+                )
             replacement = payload["replacement"]
             if self.seal_personal is not None:
-                replacement = self.seal_personal(command.case_id, seq, target["type"], replacement)
+                replacement = self.seal_personal(
+                    command.case_id, agency, seq, target["type"], replacement
+                )
             payload = {**payload, "replacement": replacement}
         if self.seal_personal is not None:
-            payload = self.seal_personal(command.case_id, seq, draft.type, payload)
+            payload = self.seal_personal(command.case_id, agency, seq, draft.type, payload)
         return payload
+
+    def _refuse_ledger_made(
+        self,
+        command: AppendCommand,
+        index: int,
+        payload: dict[str, Any],
+        seq: int,
+        earlier: list[Record],
+    ) -> None:
+        """A retraction may not strike out a record the ledger made itself."""
+        target_seq = int(payload["corrects_seq"])
+        if self.ledger_made is None or not 1 <= target_seq < seq:
+            return
+        target = self._find_target(command, target_seq, earlier)
+        if isinstance(target, dict) and self.ledger_made(target["type"], target["payload"]):
+            raise InvalidEvent(
+                f"seq {target_seq} is a {target['type']} the ledger recorded itself; it "
+                "cannot be retracted or replaced",
+                pointer=command.pointer(index, "payload/corrects_seq"),
+            )
+
+    def _find_target(
+        self, command: AppendCommand, target_seq: int, earlier: list[Record]
+    ) -> Record | RecordFault | None:
+        found: Record | RecordFault | None = next(
+            (record for record in earlier if record["seq"] == target_seq), None
+        )
+        if found is None:
+            stored = self.ledger.recorder.select_events(
+                case_stream_id(command.case_id), gt=target_seq - 1, lte=target_seq
+            )
+            found = parse_stored(stored[0].state, seq=target_seq) if stored else None
+        return found
 
     def _correction_target(
         self, command: AppendCommand, index: int, target_seq: int, seq: int, earlier: list[Record]
@@ -526,20 +615,19 @@ class Writer:
                 f"corrects_seq must name an earlier event of the case (1 to {seq - 1})",
                 pointer=pointer,
             )
-        found: Record | RecordFault | None = next(
-            (record for record in earlier if record["seq"] == target_seq), None
-        )
-        if found is None:
-            stored = self.ledger.recorder.select_events(
-                case_stream_id(command.case_id), gt=target_seq - 1, lte=target_seq
-            )
-            found = parse_stored(stored[0].state, seq=target_seq) if stored else None
+        found = self._find_target(command, target_seq, earlier)
         if not isinstance(found, dict):
             raise InvalidEvent(f"the case has no readable event {target_seq}", pointer=pointer)
         record: Record = found
         if record["type"] in ("case.opened", "event.corrected"):
             raise InvalidEvent(
                 f"a {record['type']} event cannot be corrected with a replacement",
+                pointer=pointer,
+            )
+        if self.ledger_made is not None and self.ledger_made(record["type"], record["payload"]):
+            raise InvalidEvent(
+                f"seq {target_seq} is a {record['type']} the ledger recorded itself; it "
+                "cannot be retracted or replaced",
                 pointer=pointer,
             )
         return record

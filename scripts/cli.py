@@ -74,9 +74,31 @@ def _parser() -> argparse.ArgumentParser:
         "verify-bundle", help="verify a dispute bundle offline (no database, no network)"
     )
     check.add_argument("file")
-    check.add_argument("--public-key", help="the ledger's public key (PEM or base64), trusted")
-    check.add_argument("--later-tree-head", help="a later signed tree head (JSON)")
-    check.add_argument("--consistency", help="the consistency proof to the later tree head")
+    # Who made the bundle is known only from a key trusted for other reasons; checking it
+    # against the key inside it has to be asked for by name.
+    trust = check.add_mutually_exclusive_group()
+    trust.add_argument(
+        "--public-key",
+        metavar="FILE",
+        help="the ledger's published public key (PEM or base64, as GET /v1/log/public-key "
+        "serves it); needed unless --trust-bundle-key",
+    )
+    trust.add_argument(
+        "--trust-bundle-key",
+        action="store_true",
+        help="check the bundle against the key inside it: shows it is consistent, not who made it",
+    )
+    check.add_argument(
+        "--consistency",
+        metavar="FILE",
+        help="the response of GET /v1/log/consistency?first=N&second=M as saved, N being "
+        "the bundle's tree size; or {first, second, proof} with --later-tree-head",
+    )
+    check.add_argument(
+        "--later-tree-head",
+        metavar="FILE",
+        help="a later signed tree head (JSON), when --consistency does not hold it",
+    )
     check.set_defaults(handler=commands.verify_bundle)
 
     replay = sub.add_parser("replay", help="a case's state as it stood at a point in time")

@@ -8,6 +8,7 @@ import hashlib
 import os
 import sys
 from pathlib import Path
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -182,18 +183,57 @@ def keys_revoke(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def keys_rotate_master(args: argparse.Namespace, settings: Settings) -> int:
-    if Path(args.new_key_file).exists():
-        print(f"casetrail: {args.new_key_file} exists; choose a new path", file=sys.stderr)
-        return 2
+    """Write the new master key first, then re-wrap every key under it in one transaction.
+
+    The order is what makes this safe: the key file is created exclusively and fsynced
+    before the database changes, and removed only if the database provably does not use
+    it. No failure can leave the ledger wrapped under a key that was never written.
+    """
+    path = args.new_key_file
     new_key = os.urandom(32)
+    new_master = MasterKey.from_bytes(new_key)
     with Runtime(settings, start_followers=False) as runtime:
-        count = runtime.keystore.rewrap(MasterKey.from_bytes(new_key))
-    write_key_file(args.new_key_file, base64.b64encode(new_key) + b"\n")
+        old_id = runtime.master_key.key_id
+        try:
+            write_key_file(path, base64.b64encode(new_key) + b"\n")
+        except OSError as error:
+            print(
+                f"casetrail: cannot create {path} ({error.strerror or error}); nothing was "
+                "changed: give a new file in a folder you can write to",
+                file=sys.stderr,
+            )
+            return 2
+        try:
+            count = runtime.keystore.rewrap(new_master)
+        except BaseException:
+            _keep_or_remove(runtime, path, new_master.key_id)
+            raise
     print(
-        f"Re-wrapped {count} keys under the new master key at {args.new_key_file}. Point "
-        "CASETRAIL_MASTER_KEY_PATH at it now; the old master key no longer opens anything."
+        f"Re-wrapped {count} keys under the new master key {new_master.key_id} in {path}. "
+        f"Nothing in the database opens with the old master key {old_id} any more, and the "
+        "ledger refuses it: restart every casetrail process with "
+        f"CASETRAIL_MASTER_KEY_PATH={path} (and CASETRAIL_MASTER_KEY unset); until then they "
+        "refuse to create data keys. Backups made before now still need the old key: keep it "
+        "as long as they are kept, then destroy it (docs/design.md, Personal data)."
     )
     return 0
+
+
+def _keep_or_remove(runtime: Runtime, path: str, new_key_id: str) -> None:
+    """After a failed re-wrap: remove the new key file unless the database may use it."""
+    try:
+        row = runtime.ledger.db.query_one("SELECT key_id FROM master_key WHERE singleton = 1")
+    except Exception:
+        row = None
+    if row is not None and row["key_id"] != new_key_id:
+        Path(path).unlink(missing_ok=True)
+        print(f"casetrail: the keys were not re-wrapped; removed {path}", file=sys.stderr)
+        return
+    print(
+        f"casetrail: whether the keys were re-wrapped is unknown; keep both {path} and the old "
+        "master key until `casetrail keys list` runs with one of them",
+        file=sys.stderr,
+    )
 
 
 def verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -229,7 +269,10 @@ def export(args: argparse.Namespace, settings: Settings) -> int:
     head = bundle["tree_head"]
     print(
         f"casetrail: wrote {len(bundle['events'])} events of {args.case_id} to {target}, "
-        f"proved against the signed tree head of size {head['tree_size']}"
+        f"proved against the signed tree head of size {head['tree_size']}, with the "
+        f"ledger's signature that the case ends at seq {bundle['case_head']['seq']}; check it "
+        f"with `casetrail verify-bundle {args.out} --public-key FILE` and the ledger's "
+        "public key (GET /v1/log/public-key)"
     )
     return 0
 
@@ -269,26 +312,49 @@ def verify_bundle(args: argparse.Namespace, settings: Settings) -> int:
     from domain.errors import SignatureError
     from domain.signing import public_key_from_text
 
+    if not args.public_key and not args.trust_bundle_key:
+        print(
+            "casetrail: verify-bundle needs --public-key FILE, the ledger's published key "
+            "(GET /v1/log/public-key), to check who made the bundle; --trust-bundle-key "
+            "checks it only against the key inside it, which anyone can put there",
+            file=sys.stderr,
+        )
+        return 2
+    if args.later_tree_head and not args.consistency:
+        print(
+            "casetrail: --later-tree-head needs --consistency FILE, the proof that it extends "
+            "the bundle's tree head (GET /v1/log/consistency?first=N&second=M)",
+            file=sys.stderr,
+        )
+        return 2
+
+    def document(path: str | None, name: str) -> dict[str, Any] | None:
+        # Each file is named in its own messages: a bad later head is not "the bundle".
+        return parse_bundle(Path(path).read_bytes(), name=f"{name} {path}") if path else None
+
     try:
-        bundle = parse_bundle(Path(args.file).read_bytes())
-        trusted = (
-            public_key_from_text(Path(args.public_key).read_text()) if args.public_key else None
-        )
-        later = (
-            parse_bundle(Path(args.later_tree_head).read_bytes()) if args.later_tree_head else None
-        )
-        proof = parse_bundle(Path(args.consistency).read_bytes()) if args.consistency else None
+        trusted = None
+        if args.public_key:
+            try:
+                trusted = public_key_from_text(Path(args.public_key).read_bytes().decode())
+            except (SignatureError, UnicodeDecodeError) as error:
+                reason = error if isinstance(error, SignatureError) else "it is not UTF-8 text"
+                print(f"FAIL public-key: --public-key {args.public_key}: {reason}")
+                return 1
+        bundle = parse_bundle(Path(args.file).read_bytes(), name=f"the bundle {args.file}")
         report = check(
-            bundle, trusted_public_key=trusted, later_tree_head=later, consistency_proof=proof
+            bundle,
+            trusted_public_key=trusted,
+            trust_bundle_key=args.trust_bundle_key,
+            later_tree_head=document(args.later_tree_head, "the later tree head"),
+            consistency_proof=document(args.consistency, "the consistency proof"),
         )
-    except (BundleCheckFailed, SignatureError) as error:
+    except BundleCheckFailed as error:
         print(f"FAIL {error}")
         return 1
     except OSError as error:
         print(f"FAIL cannot read {error.filename}: {error.strerror}")
         return 1
-    if trusted is None:
-        print("note: no --public-key given; the bundle was checked against its own key")
     print(report.summary())
     return 0
 

@@ -108,6 +108,10 @@ def sound_bundle() -> dict[str, Any]:
 
     size = len(leaves)
     head = key.sign(size, merkle.root_of(leaves).hex(), "2024-03-06T00:00:00.000000Z")
+    last = records[-1]
+    case_head = key.sign_case_head(
+        CASE_ID, last["seq"], last["hash"], head, "2024-03-06T00:00:01.000000Z"
+    )
 
     def node(level: int, index: int) -> bytes:
         return merkle.root_of(leaves[index << level : (index + 1) << level])
@@ -116,7 +120,7 @@ def sound_bundle() -> dict[str, Any]:
         (record, leaf_index, merkle.inclusion_proof(leaf_index, size, node))
         for record, leaf_index in zip(records, indexes, strict=True)
     ]
-    return build_bundle(CASE_ID, 1, key.public_key, head, events)
+    return build_bundle(CASE_ID, 1, key.public_key, head, case_head, events)
 
 
 def tampered(sound: dict[str, Any]) -> dict[str, tuple[dict[str, Any] | bytes, str]]:
@@ -194,6 +198,47 @@ def tampered(sound: dict[str, Any]) -> dict[str, tuple[dict[str, Any] | bytes, s
     @variant("trailing-bytes", "format")
     def _(b: dict[str, Any]) -> bytes:
         return _dump(b) + b'\n{"more": true}\n'
+
+    @variant("last-event-dropped", "case-head")
+    def _(b: dict[str, Any]) -> None:
+        del b["events"][-1]
+
+    @variant("case-head-seq-lowered", "case-head")
+    def _(b: dict[str, Any]) -> None:
+        b["events"].pop()
+        b["case_head"]["seq"] -= 1
+        b["case_head"]["head_hash"] = b["events"][-1]["record"]["hash"]
+
+    @variant("case-head-removed-as-v1", "format")
+    def _(b: dict[str, Any]) -> None:
+        del b["case_head"]
+        b["format"] = "casetrail.bundle.v1"
+
+    @variant("unknown-top-level-field", "format")
+    def _(b: dict[str, Any]) -> None:
+        b["verified"] = True
+
+    @variant("unknown-tree-head-field", "tree-head")
+    def _(b: dict[str, Any]) -> None:
+        b["tree_head"]["note"] = "checked by the seller's lawyer"
+
+    @variant("proof-element-upper-case", "inclusion")
+    def _(b: dict[str, Any]) -> None:
+        proof = b["events"][1]["inclusion_proof"]
+        proof[0] = proof[0].upper()
+
+    @variant("tree-size-as-float", "format")
+    def _(b: dict[str, Any]) -> bytes:
+        size = b["tree_head"]["tree_size"]
+        return _dump(b).replace(
+            f'"tree_size": {size},'.encode(), f'"tree_size": {size}.0,'.encode()
+        )
+
+    @variant("duplicate-key-in-payload", "format")
+    def _(b: dict[str, Any]) -> bytes:
+        text = _dump(b)
+        original = b'"text": "seller asked for weekly reports"'
+        return text.replace(original, original + b', "text": "seller asked for daily reports"')
 
     return variants
 

@@ -95,7 +95,9 @@ def test_a_known_key_without_the_right_is_403(client: TestClient, keys: dict[str
 
     assert client.post("/v1/cases/a-1/events", json=note(), headers=auditor).status_code == 403
     assert (
-        client.post("/v1/parties/p-1/erasure", json={"reason": "x"}, headers=integrator).status_code
+        client.post(
+            "/v1/parties/p-1/erasure?agency=agency-a", json={"reason": "x"}, headers=integrator
+        ).status_code
         == 403
     )
     reveal = client.get(
@@ -264,3 +266,90 @@ def test_the_access_log_holds_no_key_body_query_or_personal_data(
             r'"method":"[A-Z]+","route":"[^"]+","status":\d{3},"duration_ms":[0-9.]+\}',
             line,
         ), line
+
+
+def reveal_record(**fields: Any) -> dict[str, Any]:
+    payload = {"party_id": "p-1", "purpose": "loan file", "fields": ["name"], "count": 1}
+    return {**payload, **fields}
+
+
+def test_no_key_may_append_what_only_the_ledger_records(
+    runtime: Runtime, client: TestClient, keys: dict[str, str]
+) -> None:
+    agent_a, _ = runtime.api_keys.create("agent", agency="agency-a")
+    compliance_id = "key_" + keys["compliance"].split("_")[1]
+    as_compliance = {"id": compliance_id, "role": "compliance", "agency": "agency-a"}
+    forgeries = [
+        (event("erasure.executed", {"party_id": "p-1", "key_ids": ["dk_fake"]}), "/type"),
+        (
+            event("erasure.restricted", {"party_id": "p-1", "reason": "x", "until": "2030-01-01"}),
+            "/type",
+        ),
+        (event("pi.accessed", reveal_record(key_id=compliance_id)), "/payload/key_id"),
+        (event("pi.accessed", reveal_record(), actor=as_compliance), "/actor/id"),
+    ]
+
+    for headers in (as_key(agent_a), {}):  # an agency's agent, then the admin
+        for forged, member in forgeries:
+            response = client.post(
+                "/v1/cases/a-1/events", json={"events": [note(), forged]}, headers=headers
+            )
+            assert response.status_code == 422, response.text
+            assert response.json()["pointer"] == f"/events/1{member}"
+    own_systems = event("pi.accessed", reveal_record(device_id="crm-7"))
+    recorded = client.post("/v1/cases/a-1/events", json=own_systems, headers=as_key(agent_a))
+
+    assert recorded.status_code == 201, recorded.text
+    types = [e["type"] for e in client.get("/v1/cases/a-1/events").json()["events"]]
+    assert types == ["case.opened", "note.added", "pi.accessed"]
+    catalogue = client.get("/v1/catalogue").json()["types"]
+    assert catalogue["erasure.executed"]["recorded_by_ledger"] is True
+    assert catalogue["pi.accessed"]["ledger_fields"] == ["key_id"]
+
+
+def test_a_record_the_ledger_made_cannot_be_corrected_away(
+    client: TestClient, keys: dict[str, str]
+) -> None:
+    client.post(
+        "/v1/cases/a-1/events",
+        json=event(
+            "party.registered",
+            {"party_id": "p-1", "party_role": "buyer", "name": "N", "phone": "1", "id_number": "2"},
+        ),
+    )
+    client.get(
+        "/v1/cases/a-1/events?reveal=personal",
+        headers={**as_key(keys["compliance"]), "X-Purpose": "complaint review"},
+    )
+    client.post("/v1/cases/a-1/events", json=event("pi.accessed", reveal_record()))
+    records = client.get("/v1/cases/a-1/events").json()["events"]
+    ledger_reveal, client_access = records[3]["seq"], records[4]["seq"]
+    assert records[3]["payload"].get("key_id") and "key_id" not in records[4]["payload"]
+
+    retracted = client.post(
+        "/v1/cases/a-1/events",
+        json=event("event.corrected", {"corrects_seq": ledger_reveal, "reason": "oops"}),
+    )
+    replaced = client.post(
+        "/v1/cases/a-1/events",
+        json=event(
+            "event.corrected",
+            {"corrects_seq": ledger_reveal, "reason": "x", "replacement": reveal_record()},
+        ),
+    )
+    forged = client.post(
+        "/v1/cases/a-1/events",
+        json=event(
+            "event.corrected",
+            {
+                "corrects_seq": client_access,
+                "reason": "x",
+                "replacement": reveal_record(key_id="key_" + keys["compliance"].split("_")[1]),
+            },
+        ),
+    )
+
+    assert retracted.status_code == replaced.status_code == forged.status_code == 422
+    assert retracted.json()["pointer"] == replaced.json()["pointer"] == "/payload/corrects_seq"
+    assert forged.json()["pointer"] == "/payload/replacement"
+    assert len(client.get("/v1/cases/a-1/events").json()["events"]) == 5

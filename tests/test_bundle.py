@@ -35,7 +35,8 @@ def test_tamper_corpus_is_rejected_by_the_right_check(name: str) -> None:
         assert report.events == 5
         return
     with pytest.raises(BundleCheckFailed) as failure:
-        verify_bundle(parse_bundle(raw))
+        # The bundle's own key, so that the checks after the key's are reached.
+        verify_bundle(parse_bundle(raw), trust_bundle_key=True)
     assert failure.value.check == expected
 
 
@@ -116,8 +117,10 @@ def test_bundle_verifies_against_a_later_tree_head(
     first, second = bundle["tree_head"]["tree_size"], later.tree_size
     proof = client.get(f"/v1/log/consistency?first={first}&second={second}").json()
 
+    key = runtime.signing_key.public_key  # type: ignore[union-attr]
     report = verify_bundle(
         bundle,
+        trusted_public_key=key,
         later_tree_head=later.as_json(),
         consistency_proof={"first": first, "second": second, "proof": proof["proof"]},
     )
@@ -127,6 +130,7 @@ def test_bundle_verifies_against_a_later_tree_head(
     with pytest.raises(BundleCheckFailed) as failure:
         verify_bundle(
             bundle,
+            trusted_public_key=key,
             later_tree_head=forged,
             consistency_proof={"first": first, "second": second, "proof": proof["proof"]},
         )
@@ -153,7 +157,7 @@ def test_export_and_verify_bundle_from_the_command_line(
 
     tampered = out.read_text().replace("sent the notice", "sent the letter")
     (tmp_path / "tampered.json").write_text(tampered)
-    assert casetrail(["verify-bundle", str(tmp_path / "tampered.json")]) == 1
+    assert casetrail(["verify-bundle", "tampered.json", "--public-key", str(key_file)]) == 1
     assert capsys.readouterr().out.startswith("FAIL event-hash")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -238,6 +239,100 @@ def test_invalid_query_parameters_are_400_naming_them(client: TestClient, query:
 
     problem = assert_problem(response, 400, "invalid-parameter")
     assert problem["pointer"].startswith("/query/")
+
+
+SECRET_NAME, SECRET_PHONE = "Sun Xiaomei", "13522223333"
+
+
+def party(**fields: object) -> dict[str, object]:
+    payload = {"party_id": "p-1", "party_role": "seller", "name": "N", "phone": "1"}
+    return {**payload, "id_number": "2", **fields}
+
+
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        (event("party.registered", party(name=[SECRET_NAME])), "/events/1/payload/name"),
+        (event("party.registered", party(name={"full": SECRET_NAME})), "/events/1/payload/name"),
+        (event("party.registered", party(party_role=SECRET_NAME)), "/events/1/payload/party_role"),
+        (event("party.registered", party(phone=SECRET_PHONE * 200)), "/events/1/payload/phone"),
+        (
+            event("party.registered", party(party_id="p-" + SECRET_PHONE * 20)),
+            "/events/1/payload/party_id",
+        ),
+        (
+            event(
+                "agent.registration_checked",
+                {
+                    "agent_id": "a-1",
+                    "licence": "broker",
+                    "status": "valid",
+                    "valid_until": SECRET_PHONE,
+                    "source": "registry",
+                },
+            ),
+            "/events/1/payload/valid_until",
+        ),
+        (event("note.added", {"text": "x"}, occurred_at=SECRET_NAME), "/events/1/occurred_at"),
+        (
+            event(
+                "note.added", {"text": "x"}, actor={"id": "a", "role": SECRET_NAME, "agency": "a"}
+            ),
+            "/events/1/actor/role",
+        ),
+    ],
+)
+def test_a_problem_names_the_constraint_never_the_value_sent(
+    client: TestClient, body: dict[str, object], pointer: str
+) -> None:
+    response = client.post(URL, json={"events": [opened(), body]})
+
+    problem = assert_problem(response, 422, "invalid-event", pointer)
+    assert SECRET_NAME not in response.text and SECRET_PHONE not in response.text
+    assert "must" in problem["detail"] or "is not" in problem["detail"]
+    assert_nothing_recorded(client)
+
+
+def test_numbers_out_of_range_are_described_not_repeated(client: TestClient) -> None:
+    too_long = post_raw(client, note_with("9007199254740993135222233"))
+    overflowing = post_raw(client, note_with(SECRET_PHONE + "e999"))
+
+    problem = assert_problem(too_long, 422, "invalid-event", "/extra")
+    assert "9007199254740993135222233" not in problem["detail"]
+    assert_problem(overflowing, 400, "malformed-json")
+    assert SECRET_PHONE not in overflowing.text
+
+
+LATER = (datetime.now(UTC) + timedelta(hours=1)).isoformat(timespec="seconds")
+
+
+@pytest.mark.parametrize(
+    "when",
+    [
+        "9999-12-31T23:59:59-05:00",
+        LATER,
+        "1899-12-31T23:59:59+08:00",
+        "0001-01-01T00:00:00Z",
+    ],
+)
+def test_occurred_at_outside_what_the_ledger_can_vouch_for_is_refused(
+    client: TestClient, when: str
+) -> None:
+    late = event("note.added", {"text": "x"}, occurred_at=when)
+
+    response = client.post(URL, json={"events": [opened(), late]})
+
+    problem = assert_problem(response, 422, "invalid-event", "/events/1/occurred_at")
+    assert when not in problem["detail"]
+    assert_nothing_recorded(client)
+
+
+def test_occurred_at_may_run_a_few_minutes_ahead_of_the_ledger(client: TestClient) -> None:
+    soon = (datetime.now(UTC) + timedelta(minutes=5)).isoformat(timespec="seconds")
+
+    response = client.post(URL, json=event("case.opened", opened()["payload"], occurred_at=soon))
+
+    assert response.status_code == 201, response.text
 
 
 json_values = st.recursive(

@@ -7,6 +7,7 @@ import os
 import socket
 import time
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -14,12 +15,16 @@ import pytest
 from starlette.testclient import TestClient
 
 from domain.bundle import verify_bundle
+from domain.envelope import parse_recorded_at
+from domain.errors import MasterKeyRotated
+from domain.policy import parse_duration
 from domain.settings import Settings
 from domain.validation import Draft
 from domain.vault import MasterKey, VaultError, field_context, open_sealed
 from projections.apikeys import SYSTEM
+from projections.keystore import KeyStore
 from projections.runtime import Runtime
-from projections.writer import AppendCommand
+from projections.writer import AppendCommand, Writer
 from scripts.cli import main as casetrail
 from tests.conftest import LiveServer, event, opened
 from tests.test_tamper import use_settings
@@ -187,7 +192,9 @@ def test_erasure_without_a_retention_clock_shreds_the_party(
     before = runtime.seal_now()
     old_key = client.get("/v1/cases/c-1/events").json()["events"][1]["payload"]["name"]["key_id"]
 
-    answer = client.post("/v1/parties/p-1/erasure", json={"reason": "data subject request 88"})
+    answer = client.post(
+        "/v1/parties/p-1/erasure?agency=agency-a", json={"reason": "data subject request 88"}
+    )
 
     assert answer.status_code == 200
     assert answer.json()["outcome"] == "executed"
@@ -209,7 +216,7 @@ def test_a_new_registration_after_erasure_gets_a_new_key(
     runtime: Runtime, client: TestClient, compliance: dict[str, str]
 ) -> None:
     client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
-    client.post("/v1/parties/p-1/erasure", json={"reason": "request"})
+    client.post("/v1/parties/p-1/erasure?agency=agency-a", json={"reason": "request"})
     erased = client.get("/v1/cases/c-1/events").json()["events"][1]["payload"]["name"]
 
     client.post("/v1/cases/c-9/events", json={"events": [opened(), registered(name="New Name")]})
@@ -230,13 +237,22 @@ def test_erasure_during_retention_restricts_until_the_clock_runs_out(
         json={"events": [opened(), registered(), brokerage_contract("2024-03-05T10:00:00+08:00")]},
     )
 
-    answer = client.post("/v1/parties/p-1/erasure", json={"reason": "request"}).json()
+    contract = client.get("/v1/cases/c-1/events").json()["events"][2]
+    # The clock runs from the later of occurred_at and recorded_at: here, today.
+    recorded = parse_recorded_at(contract["recorded_at"])
+    five_years = parse_duration("P5Y")
+    assert five_years is not None
+    until = five_years.after(recorded).date().isoformat()
+
+    answer = client.post(
+        "/v1/parties/p-1/erasure?agency=agency-a", json={"reason": "request"}
+    ).json()
 
     assert answer["outcome"] == "restricted"
-    assert answer["until"] == "2029-03-05"
+    assert answer["until"] == until
     last = client.get("/v1/cases/c-1/events").json()["events"][-1]
     assert last["type"] == "erasure.restricted"
-    assert last["payload"]["until"] == "2029-03-05"
+    assert last["payload"]["until"] == until
     assert values(reveal(client, compliance))[(2, "name")] == (None, "restricted")
     admin = client.get(
         "/v1/cases/c-1/events?reveal=personal",
@@ -300,6 +316,270 @@ def test_master_key_rotation_rewraps_keys_and_changes_no_hash(
         bytes(row["wrapped"]), label=row["key_id"]
     )
     assert oct(new_file.stat().st_mode & 0o777) == "0o600"
+
+
+def erase(
+    client: TestClient, party: str = "p-1", agency: str = "agency-a", reason: str = "request"
+) -> Any:
+    return client.post(f"/v1/parties/{party}/erasure?agency={agency}", json={"reason": reason})
+
+
+def case_events(client: TestClient, case_id: str) -> list[dict[str, Any]]:
+    return client.get(f"/v1/cases/{case_id}/events").json()["events"]  # type: ignore[no-any-return]
+
+
+def now_at(offset: timedelta = timedelta(0)) -> str:
+    return (datetime.now(UTC) + offset).isoformat(timespec="seconds")
+
+
+def as_agency_b(body: dict[str, Any]) -> dict[str, Any]:
+    return {**body, "actor": {"id": "agent-b1", "role": "agent_of_record", "agency": "agency-b"}}
+
+
+def test_rotating_to_a_key_file_that_cannot_be_written_changes_nothing(
+    settings: Settings,
+    runtime: Runtime,
+    client: TestClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
+    use_settings(monkeypatch, settings)
+    not_a_folder = tmp_path / "not-a-folder"
+    not_a_folder.write_text("a file where the key's folder should be\n")
+
+    code = casetrail(["keys", "rotate-master", "--new-key-file", str(not_a_folder / "new.key")])
+
+    assert code == 2
+    assert "nothing was changed" in capsys.readouterr().err
+    assert {
+        row["master_key_id"] for row in runtime.ledger.db.query("SELECT * FROM party_keys")
+    } == {runtime.master_key.key_id}
+    with Runtime(settings, start_followers=False) as again:  # still opens with the old key
+        token, _ = again.api_keys.create("compliance")
+        from api.app import create_app
+
+        with TestClient(create_app(again), headers={"Authorization": f"Bearer {token}"}) as c:
+            body = reveal(c, {"X-Purpose": "check after a failed rotation"})
+    assert values(body)[(2, "name")] == (NAME, "revealed")
+
+
+def test_a_rotation_whose_transaction_fails_removes_the_new_key_file(
+    settings: Settings,
+    runtime: Runtime,
+    client: TestClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
+    use_settings(monkeypatch, settings)
+    new_file = tmp_path / "new-master.key"
+
+    def written_then_failed(keystore: KeyStore, new_master: MasterKey) -> int:
+        assert new_file.exists()  # the key is on disk before the database changes
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(KeyStore, "rewrap", written_then_failed)
+
+    with pytest.raises(RuntimeError):
+        casetrail(["keys", "rotate-master", "--new-key-file", str(new_file)])
+
+    assert not new_file.exists()
+
+
+def test_a_process_holding_the_old_master_key_refuses_to_wrap_new_keys(
+    settings: Settings,
+    runtime: Runtime,
+    client: TestClient,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
+    use_settings(monkeypatch, settings)
+    new_file = tmp_path / "new-master.key"
+    assert casetrail(["keys", "rotate-master", "--new-key-file", str(new_file)]) == 0
+    new_master = MasterKey.from_bytes(base64.b64decode(new_file.read_text()))
+
+    # The server that was running all along still holds the old master key.
+    refused = client.post(
+        "/v1/cases/c-2/events", json={"events": [opened(), registered(party="p-2")]}
+    )
+
+    assert refused.status_code == 503
+    assert refused.json()["type"] == "/problems/master-key-rotated"
+    assert "restart with the new key" in refused.json()["detail"]
+    assert client.get("/v1/cases/c-2/events").status_code == 404
+    wrapped_under = runtime.ledger.db.query("SELECT DISTINCT master_key_id FROM party_keys")
+    assert wrapped_under == [{"master_key_id": new_master.key_id}]
+    with pytest.raises(MasterKeyRotated, match="restart with the new key"):
+        Runtime(settings, start_followers=False)
+
+    with Runtime(replace(settings, master_key_path=str(new_file))) as again:
+        token, _ = again.api_keys.create("admin")
+        from api.app import create_app
+
+        with TestClient(create_app(again), headers={"Authorization": f"Bearer {token}"}) as c:
+            appended = c.post(
+                "/v1/cases/c-2/events", json={"events": [opened(), registered(party="p-2")]}
+            )
+            old_party = reveal(c, {"X-Purpose": "check after rotation"})
+            new_party = reveal(c, {"X-Purpose": "check after rotation"}, "c-2")
+    assert appended.status_code == 201
+    assert values(old_party)[(2, "name")] == (NAME, "revealed")
+    assert values(new_party)[(2, "name")] == (NAME, "revealed")
+
+
+def test_party_ids_belong_to_the_agency_that_registers_them(
+    client: TestClient, compliance: dict[str, str]
+) -> None:
+    client.post("/v1/cases/c-a/events", json={"events": [opened(), registered()]})
+    # agency-b uses the same party id for someone else, under a retention clock of its own.
+    client.post(
+        "/v1/cases/c-b/events",
+        json={
+            "events": [
+                opened(agency="agency-b"),
+                as_agency_b(registered(name="Zhou Other")),
+                as_agency_b(brokerage_contract(now_at())),
+            ]
+        },
+    )
+    a_name = case_events(client, "c-a")[1]["payload"]["name"]
+    b_name = case_events(client, "c-b")[1]["payload"]["name"]
+
+    unnamed = client.post("/v1/parties/p-1/erasure", json={"reason": "request"})
+    answer = erase(client, agency="agency-a")
+
+    assert a_name["key_id"] != b_name["key_id"]
+    assert unnamed.status_code == 400 and unnamed.json()["pointer"] == "/query/agency"
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "executed"
+    assert answer.json()["cases"] == ["c-a"]
+    assert values(reveal(client, compliance, "c-a"))[(2, "name")] == ("erased", "erased")
+    assert values(reveal(client, compliance, "c-b"))[(2, "name")] == ("Zhou Other", "revealed")
+    assert not [e for e in case_events(client, "c-b") if e["type"].startswith("erasure.")]
+
+    # agency-b's own request meets its own retention clock, and nothing of agency-a's.
+    theirs = erase(client, agency="agency-b").json()
+    assert theirs["outcome"] == "restricted" and theirs["cases"] == ["c-b"]
+    assert [e["type"] for e in case_events(client, "c-a")].count("erasure.executed") == 1
+
+
+def test_a_backdated_contract_does_not_make_data_erasable_early(client: TestClient) -> None:
+    client.post(
+        "/v1/cases/c-1/events",
+        json={"events": [opened(), registered(), brokerage_contract("2001-03-05T10:00:00+08:00")]},
+    )
+    recorded = parse_recorded_at(case_events(client, "c-1")[2]["recorded_at"])
+    five_years = parse_duration("P5Y")
+    assert five_years is not None
+
+    answer = erase(client).json()
+
+    assert answer["outcome"] == "restricted"
+    assert answer["until"] == five_years.after(recorded).date().isoformat()
+
+
+def test_a_record_dated_at_the_end_of_time_neither_overflows_nor_unblocks_erasure(
+    client: TestClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A ledger written before occurred_at was bounded may hold such a date.
+    monkeypatch.setattr(Writer, "_check_occurred_at", lambda *args: None, raising=False)
+    client.post(
+        "/v1/cases/c-1/events",
+        json={"events": [opened(), registered(), brokerage_contract("9999-12-31T23:59:59-05:00")]},
+    )
+    monkeypatch.undo()
+
+    attribution = client.get("/v1/cases/c-1/attribution")
+    answer = erase(client)
+
+    assert attribution.status_code == 200, attribution.text
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"] == "restricted"
+    assert answer.json()["until"] == "9999-12-31"
+
+
+def test_erasing_an_unknown_party_is_404_naming_it(client: TestClient) -> None:
+    client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
+
+    unknown = erase(client, party="p-404")
+    elsewhere = erase(client, agency="agency-z")
+
+    for response, party in ((unknown, "p-404"), (elsewhere, "p-1")):
+        assert response.status_code == 404, response.text
+        assert response.json()["type"] == "/problems/party-not-found"
+        assert response.json()["pointer"] == "/path/party_id"
+        assert party in response.json()["detail"]
+
+
+def test_erasure_reasons_and_purposes_are_bounded_and_documented_as_free_of_personal_data(
+    client: TestClient,
+) -> None:
+    client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
+
+    long_reason = erase(client, reason="r" * 501)
+    long_purpose = client.get(
+        "/v1/cases/c-1/events?reveal=personal", headers={"X-Purpose": "p" * 501}
+    )
+
+    assert long_reason.status_code == 422 and long_reason.json()["pointer"] == "/reason"
+    assert long_purpose.status_code == 400
+    assert long_purpose.json()["pointer"] == "/headers/X-Purpose"
+    assert [e["type"] for e in case_events(client, "c-1")] == ["case.opened", "party.registered"]
+    paths = client.get("/openapi.json").json()["paths"]
+    erasure = paths["/v1/parties/{party_id}/erasure"]["post"]
+    reason = erasure["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    purpose = [
+        p
+        for p in paths["/v1/cases/{case_id}/events"]["get"]["parameters"]
+        if p["name"] == "X-Purpose"
+    ]
+    assert (
+        reason["reason"]["maxLength"] == 500
+        and "no personal data" in reason["reason"]["description"]
+    )
+    assert "must not contain personal data" in erasure["description"]
+    assert "must not contain personal data" in purpose[0]["description"]
+    assert [p for p in erasure["parameters"] if p["name"] == "agency"][0]["required"] is True
+
+
+def test_an_executed_erasure_leaves_no_copy_of_the_wrapped_key_in_the_database(
+    runtime: Runtime, settings: Settings, client: TestClient
+) -> None:
+    client.post("/v1/cases/c-1/events", json={"events": [opened(), registered()]})
+    row = runtime.ledger.db.query_one("SELECT wrapped FROM party_keys")
+    assert row is not None
+    wrapped = bytes(row["wrapped"])
+
+    assert erase(client).json()["outcome"] == "executed"
+
+    stored = database_pages(runtime, settings, "party_keys")
+    pieces = [wrapped[start : start + 12] for start in range(0, len(wrapped) - 12, 4)]
+    assert not [piece for piece in pieces if piece in stored]
+
+
+def database_pages(runtime: Runtime, settings: Settings, table: str) -> bytes:
+    """The raw bytes the database holds: the SQLite file and its WAL, or the PostgreSQL
+    table's heap pages, dead row versions included."""
+    if runtime.ledger.target.is_sqlite:
+        folder = Path(settings.database.path).parent
+        return b"".join(path.read_bytes() for path in folder.glob("casetrail.sqlite*"))
+    import psycopg
+
+    try:
+        with psycopg.connect(settings.database_url, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+            size = conn.execute(f"SELECT pg_relation_size('{table}') / 8192").fetchone()
+            assert size is not None
+            pages = [
+                conn.execute("SELECT get_raw_page(%s, %s)", [table, page]).fetchone()
+                for page in range(int(size[0]))
+            ]
+            return b"".join(bytes(page[0]) for page in pages if page is not None)
+    except psycopg.errors.InsufficientPrivilege:
+        pytest.skip("reading raw pages needs pageinspect and a superuser")
 
 
 # -- the body, at the socket ------------------------------------------------------------

@@ -122,6 +122,35 @@ def test_log_routes_are_public(client: TestClient, runtime: Runtime) -> None:
         assert client.get(path, headers=no_key).status_code == 200, path
 
 
+def test_without_a_key_inclusion_proofs_do_not_name_cases(
+    client: TestClient, runtime: Runtime
+) -> None:
+    """Walking the public positions must not list every agency's case ids."""
+    fill(client)
+    head = runtime.seal_now()
+    assert head is not None
+    no_key = {"Authorization": ""}
+    other, _ = runtime.api_keys.create("agent", name="b", agency="agency-b")
+
+    for position in range(1, head.tree_size + 1):
+        answer = client.get(f"/v1/log/inclusion?position={position}", headers=no_key)
+        assert answer.status_code == 200
+        body = answer.json()
+        assert "case_id" not in body and "seq" not in body
+        assert '"c1"' not in answer.text and '"c2"' not in answer.text
+        elsewhere = client.get(
+            f"/v1/log/inclusion?position={position}", headers={"Authorization": f"Bearer {other}"}
+        ).json()
+        assert "case_id" not in elsewhere, "another agency's key learns no more"
+        merkle.verify_inclusion(
+            merkle.leaf_hash(bytes.fromhex(body["event_hash"])),
+            body["leaf_index"],
+            body["tree_head"]["tree_size"],
+            [bytes.fromhex(p) for p in body["proof"]],
+            bytes.fromhex(body["tree_head"]["root_hash"]),
+        )
+
+
 def test_inclusion_by_position_and_by_event_hash(client: TestClient, runtime: Runtime) -> None:
     fill(client)
     head = runtime.seal_now()
@@ -139,7 +168,7 @@ def test_inclusion_by_position_and_by_event_hash(client: TestClient, runtime: Ru
     ).json()
 
     assert by_position == by_event
-    assert by_position["case_id"] == "c1" and by_position["seq"] == 3
+    assert by_position["case_id"] == "c1" and by_position["seq"] == 3  # the key may read c1
     merkle.verify_inclusion(
         merkle.leaf_hash(bytes.fromhex(event["hash"])),
         by_position["leaf_index"],
