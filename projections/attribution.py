@@ -67,6 +67,21 @@ DDL = [
     )
     """,
     "CREATE INDEX IF NOT EXISTS attribution_cases_due ON attribution_cases (next_due)",
+    # Met and breached verdicts counted per month of their moment, kept as verdicts are
+    # replaced, so a report over every agency reads thousands of rows, not millions.
+    """
+    CREATE TABLE IF NOT EXISTS verdict_counts (
+        month TEXT NOT NULL,
+        agency TEXT NOT NULL,
+        performer TEXT NOT NULL,
+        obligation TEXT NOT NULL,
+        severity TEXT NOT NULL,
+        met INTEGER NOT NULL,
+        breached INTEGER NOT NULL,
+        PRIMARY KEY (month, agency, performer, obligation, severity)
+    )
+    """,
+    "CREATE INDEX IF NOT EXISTS verdict_counts_agency ON verdict_counts (agency, month)",
     """
     CREATE TABLE IF NOT EXISTS attribution_policy (
         name TEXT PRIMARY KEY,
@@ -87,13 +102,32 @@ class AttributionProjection(LedgerProjection):
 
     def __init__(self, ledger: Ledger, policy: Policy, *, clock: Any = now_utc) -> None:
         view = View(
-            ledger, VIEW_NAME, DDL, tables=["verdicts", "attribution_cases", "attribution_policy"]
+            ledger,
+            VIEW_NAME,
+            DDL,
+            tables=["verdicts", "attribution_cases", "attribution_policy", "verdict_counts"],
         )
         super().__init__(view)
         self.ledger = ledger
         self.policy = policy
         self.clock = clock
         self._reset_if_policy_changed()
+        self._count_existing_verdicts()
+
+    def _count_existing_verdicts(self) -> None:
+        """Fill the monthly counts of a view built before they existed, once."""
+        if self.ledger.db.query_one("SELECT 1 AS x FROM verdict_counts LIMIT 1") is not None:
+            return
+        if self.ledger.db.query_one("SELECT 1 AS x FROM verdicts LIMIT 1") is None:
+            return
+        with self.ledger.db.transaction() as cursor:
+            cursor.execute(
+                f"INSERT INTO verdict_counts (month, agency, performer, obligation, severity, "
+                f"met, breached) SELECT {COUNT_KEY}, "
+                "SUM(CASE WHEN status = 'met' THEN 1 ELSE 0 END), "
+                "SUM(CASE WHEN status = 'breached' THEN 1 ELSE 0 END) FROM verdicts "
+                f"WHERE status IN ('met', 'breached') GROUP BY {COUNT_KEY}"
+            )
 
     def _reset_if_policy_changed(self) -> None:
         row = self.ledger.db.query_one(
@@ -174,6 +208,7 @@ class AttributionProjection(LedgerProjection):
 def _store(
     cursor: Cursor, case_id: str, agency: str, verdicts: list[Verdict], evaluated_at: datetime
 ) -> None:
+    _count(cursor, case_id, -1)
     cursor.execute("DELETE FROM verdicts WHERE case_id = ?", [case_id])
     if not verdicts:
         cursor.execute("DELETE FROM attribution_cases WHERE case_id = ?", [case_id])
@@ -204,6 +239,7 @@ def _store(
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         rows,
     )
+    _count(cursor, case_id, +1)
 
     breaches = [v for v in verdicts if v.status == "breached"]
     pending_dues = sorted(
@@ -234,6 +270,39 @@ def _store(
             worst,
         ],
     )
+
+
+COUNT_KEY = (
+    "substr(COALESCE(moment, ''), 1, 7), agency, COALESCE(performer, ''), obligation, severity"
+)
+COUNT_COLUMNS = (
+    "substr(COALESCE(moment, ''), 1, 7) AS month, agency, COALESCE(performer, '') AS who, "
+    "obligation, severity"
+)
+COUNT_NAMES = ("month", "agency", "who", "obligation", "severity")
+
+
+def _count(cursor: Cursor, case_id: str, sign: int) -> None:
+    """Add (+1) or take away (-1) a case's met and breached verdicts in the monthly counts."""
+    cursor.execute(
+        f"SELECT {COUNT_COLUMNS}, SUM(CASE WHEN status = 'met' THEN 1 ELSE 0 END) AS met, "
+        "SUM(CASE WHEN status = 'breached' THEN 1 ELSE 0 END) AS breached FROM verdicts "
+        f"WHERE case_id = ? AND status IN ('met', 'breached') GROUP BY {COUNT_KEY}",
+        [case_id],
+    )
+    changes = [
+        (*(row[name] for name in COUNT_NAMES), sign * int(row["met"]), sign * int(row["breached"]))
+        for row in cursor.fetchall()
+    ]
+    if changes:
+        cursor.executemany(
+            "INSERT INTO verdict_counts (month, agency, performer, obligation, severity, met, "
+            "breached) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (month, agency, performer, obligation, severity) DO UPDATE SET "
+            "met = verdict_counts.met + excluded.met, "
+            "breached = verdict_counts.breached + excluded.breached",
+            changes,
+        )
 
 
 def verdict_moment(document: dict[str, Any]) -> str | None:
@@ -298,8 +367,55 @@ def attribution_report(ledger: Ledger, policy: Policy, selection: ReportFilter) 
         values,
     )
 
+    tallies = [
+        {
+            **row,
+            "met": int(row["n"]) if row["status"] == "met" else 0,
+            "breached": int(row["n"]) if row["status"] == "breached" else 0,
+        }
+        for row in counted
+    ]
+    return {
+        "policy": policy.ref(),
+        "filters": {key: value for key, value in selection.__dict__.items() if value is not None},
+        "agencies": _by_agency(tallies),
+        "breaches": [_breach_entry(row) for row in breaches],
+    }
+
+
+def monthly_counts(
+    ledger: Ledger,
+    *,
+    agency: str | None = None,
+    agent: str | None = None,
+    first_month: str | None = None,
+    last_month: str | None = None,
+) -> list[dict[str, Any]]:
+    """Met and breached counts per agency and agent over whole months (`YYYY-MM`,
+    inclusive), from the running monthly counts: the shape of a report's `agencies`."""
+    clauses, values = ["(met > 0 OR breached > 0)"], []
+    for clause, value in (
+        ("agency = ?", agency),
+        ("performer = ?", agent),
+        ("month >= ?", first_month),
+        ("month <= ?", last_month),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            values.append(value)
+    rows = ledger.db.query(
+        "SELECT agency, performer, obligation, severity, SUM(met) AS met, "
+        f"SUM(breached) AS breached FROM verdict_counts WHERE {' AND '.join(clauses)} "
+        "GROUP BY agency, performer, obligation, severity",
+        values,
+    )
+    return _by_agency(rows)
+
+
+def _by_agency(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows of (agency, performer, obligation, severity, met, breached), nested."""
     agencies: dict[str, dict[str, Any]] = {}
-    for row in counted:
+    for row in rows:
         agency = agencies.setdefault(
             row["agency"], {"agency": row["agency"], "counts": {}, "agents": {}}
         )
@@ -308,27 +424,23 @@ def attribution_report(ledger: Ledger, policy: Policy, selection: ReportFilter) 
         agent = agency["agents"].setdefault(performer, {"agent": performer, "counts": {}})
         _tally(agent["counts"], row)
 
-    return {
-        "policy": policy.ref(),
-        "filters": {key: value for key, value in selection.__dict__.items() if value is not None},
-        "agencies": [
-            {
-                "agency": agency["agency"],
-                "counts": _count_rows(agency["counts"]),
-                "agents": [
-                    {"agent": agent["agent"], "counts": _count_rows(agent["counts"])}
-                    for agent in sorted(agency["agents"].values(), key=lambda a: a["agent"])
-                ],
-            }
-            for agency in sorted(agencies.values(), key=lambda a: a["agency"])
-        ],
-        "breaches": [_breach_entry(row) for row in breaches],
-    }
+    return [
+        {
+            "agency": agency["agency"],
+            "counts": _count_rows(agency["counts"]),
+            "agents": [
+                {"agent": agent["agent"], "counts": _count_rows(agent["counts"])}
+                for agent in sorted(agency["agents"].values(), key=lambda a: a["agent"])
+            ],
+        }
+        for agency in sorted(agencies.values(), key=lambda a: a["agency"])
+    ]
 
 
 def _tally(counts: dict[tuple[str, str], dict[str, int]], row: dict[str, Any]) -> None:
     cell = counts.setdefault((row["obligation"], row["severity"]), {"met": 0, "breached": 0})
-    cell[row["status"]] += int(row["n"])
+    cell["met"] += int(row["met"])
+    cell["breached"] += int(row["breached"])
 
 
 def _count_rows(counts: dict[tuple[str, str], dict[str, int]]) -> list[dict[str, Any]]:

@@ -46,10 +46,10 @@ DDL = [
         state TEXT NOT NULL
     )
     """,
-    "CREATE INDEX IF NOT EXISTS case_state_opened ON case_state (opened_utc)",
+    "CREATE INDEX IF NOT EXISTS case_state_opened ON case_state (opened_utc, case_id)",
     "CREATE INDEX IF NOT EXISTS case_state_agency ON case_state (agency, case_id)",
     "CREATE INDEX IF NOT EXISTS case_state_phase ON case_state (phase, case_id)",
-    "CREATE INDEX IF NOT EXISTS case_state_updated ON case_state (updated_at)",
+    "CREATE INDEX IF NOT EXISTS case_state_updated ON case_state (updated_at, case_id)",
     """
     CREATE TABLE IF NOT EXISTS case_agents (
         case_id TEXT NOT NULL,
@@ -78,7 +78,7 @@ DDL = [
         PRIMARY KEY (case_id, complaint_id)
     )
     """,
-    "CREATE INDEX IF NOT EXISTS case_complaints_agency ON case_complaints (agency)",
+    "CREATE INDEX IF NOT EXISTS case_complaints_agency ON case_complaints (agency, received_at)",
     """
     CREATE TABLE IF NOT EXISTS case_aftercare (
         case_id TEXT PRIMARY KEY,
@@ -90,7 +90,7 @@ DDL = [
         survey_declined INTEGER NOT NULL
     )
     """,
-    "CREATE INDEX IF NOT EXISTS case_aftercare_agency ON case_aftercare (agency)",
+    "CREATE INDEX IF NOT EXISTS case_aftercare_agency ON case_aftercare (agency, handover_at)",
 ]
 
 
@@ -256,8 +256,13 @@ def _utc(moment: str) -> str:
     return format_recorded_at(datetime.fromisoformat(moment.replace("Z", "+00:00")))
 
 
+def _utc_or_none(moment: str | None) -> str | None:
+    return _utc(moment) if moment else None
+
+
 def _write_service(cursor: Cursor, state: State) -> None:
-    """Complaint timings and aftercare, for the service reports of the desk."""
+    """Complaint timings and aftercare, for the service reports of the desk; moments in
+    UTC ledger-time text, so a period is a range query."""
     case_id, agency = state["case_id"], state["agency"]
     cursor.execute("DELETE FROM case_complaints WHERE case_id = ?", [case_id])
     cursor.executemany(
@@ -268,10 +273,10 @@ def _write_service(cursor: Cursor, state: State) -> None:
                 case_id,
                 str(complaint["complaint_id"]),
                 agency,
-                complaint["received_at"],
-                complaint["acknowledged_at"],
-                complaint["solution_proposed_at"],
-                complaint["closed_at"],
+                _utc_or_none(complaint["received_at"]),
+                _utc_or_none(complaint["acknowledged_at"]),
+                _utc_or_none(complaint["solution_proposed_at"]),
+                _utc_or_none(complaint["closed_at"]),
             )
             for complaint in state["complaints"]
         ],
@@ -285,9 +290,9 @@ def _write_service(cursor: Cursor, state: State) -> None:
             [
                 case_id,
                 agency,
-                aftercare.get("handover_at"),
+                _utc_or_none(aftercare.get("handover_at")),
                 aftercare.get("followups", 0),
-                aftercare.get("first_followup_at"),
+                _utc_or_none(aftercare.get("first_followup_at")),
                 aftercare.get("survey_score"),
                 int(bool(aftercare.get("survey_declined"))),
             ],

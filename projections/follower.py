@@ -12,6 +12,7 @@ refuses a position that is not ahead of the stored one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -60,7 +61,27 @@ class View:
         self.ddl = list(ddl)
         self.tables = list(tables)
         self.tracking = tracking_recorder(ledger)
+        self._rebuild_if_shape_changed()
         self.db.execute_script(self.ddl)
+
+    def _rebuild_if_shape_changed(self) -> None:
+        """A read model is disposable: when this code's tables differ from those a ledger
+        was built with, drop them and replay the feed rather than read a stale shape."""
+        shape = hashlib.sha256("\n".join([*self.ddl, *self.tables]).encode()).hexdigest()
+        self.db.execute_script(
+            ["CREATE TABLE IF NOT EXISTS view_shapes (name TEXT PRIMARY KEY, shape TEXT NOT NULL)"]
+        )
+        row = self.db.query_one("SELECT shape FROM view_shapes WHERE name = ?", [self.name])
+        if row is not None and row["shape"] == shape:
+            return
+        if row is not None:
+            log.warning("view %s: its tables changed; rebuilding it from the feed", self.name)
+        self._drop()
+        with self.db.transaction() as cursor:
+            cursor.execute("DELETE FROM view_shapes WHERE name = ?", [self.name])
+            cursor.execute(
+                "INSERT INTO view_shapes (name, shape) VALUES (?, ?)", [self.name, shape]
+            )
 
     def position(self) -> int:
         return self.tracking.max_tracking_id(self.name) or 0
@@ -74,12 +95,15 @@ class View:
 
     def reset(self) -> None:
         """Forget everything: drop the tables and the position, then create empty tables."""
+        self._drop()
+        self.db.execute_script(self.ddl)
+
+    def _drop(self) -> None:
         tracking_table = "tracking" if self.db.is_sqlite else "casetrail_tracking"
         with self.db.transaction() as cursor:
             for table in self.tables:
                 cursor.execute(f"DROP TABLE IF EXISTS {table}")
             cursor.execute(f"DELETE FROM {tracking_table} WHERE application_name = ?", [self.name])
-        self.db.execute_script(self.ddl)
 
 
 class LedgerProjection(Projection[Any]):

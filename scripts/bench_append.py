@@ -189,6 +189,7 @@ def start_ledger(env: dict[str, str]) -> Server:
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,  # the access log: one line per request, not a result
     )
     _wait_for(port)
     return Server(process, port)
@@ -206,7 +207,6 @@ def ledger_env(workdir: Path, database_url: str) -> tuple[dict[str, str], str]:
         "CASETRAIL_DATABASE_URL": database_url,
         "CASETRAIL_MASTER_KEY_PATH": str(workdir / "master.key"),
         "CASETRAIL_SIGNING_KEY_PATH": str(workdir / "signing-key.pem"),
-        "CASETRAIL_SESSION_SECRET_PATH": str(workdir / "session.key"),
     }
     with Runtime(Settings.from_env(env), start_followers=False) as runtime:
         token, _ = runtime.api_keys.create("integrator", name="bench")

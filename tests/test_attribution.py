@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from domain.evaluator import evaluate, verdicts_as_json
 from domain.settings import Settings
-from projections.attribution import ReportFilter, attribution_report
+from projections.attribution import ReportFilter, attribution_report, monthly_counts
 from projections.runtime import Runtime
 from scripts.cli import main as casetrail
 from scripts.scenarios import check_expectations, load_scenario, read_scenarios
@@ -256,3 +256,40 @@ def test_casetrail_report_prints_the_same_report(
 
     printed = json.loads(capsys.readouterr().out)
     assert {b["case_id"] for b in printed["breaches"]} == {"d09-sale"}
+
+
+def test_the_monthly_counts_always_equal_a_fresh_count_of_the_verdicts(
+    loaded: Runtime, client: TestClient
+) -> None:
+    """The desk's reports read running monthly tallies; they must never drift from the
+    verdicts, through appends, deadline re-evaluation and a view built before they existed."""
+
+    def fresh() -> list[dict[str, Any]]:
+        return attribution_report(loaded.ledger, loaded.policy, ReportFilter())["agencies"]
+
+    assert monthly_counts(loaded.ledger) == fresh()
+    first = monthly_counts(loaded.ledger, agency="agency-a", first_month="2009-11")
+    assert first and all(agency["agency"] == "agency-a" for agency in first)
+
+    appended = client.post(
+        "/v1/cases/d02-sale/events",
+        json=event(
+            "identity.verified",
+            {
+                "party_id": "d02-party-1",
+                "doc_type": "id-card",
+                "method": "in-person",
+                "result": "pass",
+            },
+            occurred_at="2011-09-06T10:00:00+08:00",
+        ),
+    )
+    assert appended.status_code == 201, appended.text
+    loaded.settle(timeout=10)
+    loaded.attribution.after_step(0)
+    assert monthly_counts(loaded.ledger) == fresh()
+
+    with loaded.ledger.db.transaction() as cursor:
+        cursor.execute("DELETE FROM verdict_counts")
+    loaded.attribution._count_existing_verdicts()
+    assert monthly_counts(loaded.ledger) == fresh()

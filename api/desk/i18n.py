@@ -75,7 +75,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cases.col.sound": {"en": "Chain", "zh": "链"},
     "cases.previous": {"en": "Previous page", "zh": "上一页"},
     "cases.next": {"en": "Next page", "zh": "下一页"},
-    "cases.page": {"en": "Page", "zh": "第"},
+    "cases.pages": {"en": "More cases", "zh": "更多案件"},
+    "cases.first": {"en": "First page", "zh": "第一页"},
     "case.header": {"en": "Case", "zh": "案件"},
     "case.kind": {"en": "Kind", "zh": "类型"},
     "case.phase": {"en": "Phase", "zh": "阶段"},
@@ -159,8 +160,8 @@ MESSAGES: dict[str, dict[str, str]] = {
     "severity.high": {"en": "high", "zh": "高"},
     "severity.critical": {"en": "critical", "zh": "严重"},
     "reports.title": {"en": "Reports", "zh": "报表"},
-    "reports.period_from": {"en": "From", "zh": "起始"},
-    "reports.period_to": {"en": "Before", "zh": "截止"},
+    "reports.period_from": {"en": "From month", "zh": "起始月份"},
+    "reports.period_to": {"en": "To month (inclusive)", "zh": "截止月份（含）"},
     "reports.filters": {"en": "Agency, agent and period", "zh": "机构、经纪人与期间"},
     "reports.apply": {"en": "Show report", "zh": "显示报表"},
     "reports.severity": {"en": "Severity", "zh": "严重程度"},
@@ -199,8 +200,15 @@ MESSAGES: dict[str, dict[str, str]] = {
     },
     "verify.bundle": {"en": "Bundle file", "zh": "证据包文件"},
     "verify.key": {
-        "en": "Public key to trust (optional: PEM or base64; without it the bundle's own key is used)",
-        "zh": "受信任的公钥（可选：PEM 或 base64；不提供则使用证据包自带的公钥）",
+        "en": "Public key to trust (PEM or base64)",
+        "zh": "受信任的公钥（PEM 或 base64）",
+    },
+    "verify.key_note": {
+        "en": "This ledger's published key is filled in. Paste another ledger's key to check "
+        "its bundles; clear the field to check against the key inside the bundle, which "
+        "proves nothing about who signed it.",
+        "zh": "已填入本账本公布的公钥。核验其他账本的证据包时请粘贴其公钥；清空此栏则使用证据包自带的公钥，"
+        "但这无法证明签署方是谁。",
     },
     "verify.later": {
         "en": "A later signed tree head (optional, JSON)",
@@ -230,6 +238,10 @@ CHECK_NAMES = {
     "chain": {"en": "the case's hash chain", "zh": "案件哈希链"},
     "inclusion": {"en": "an inclusion proof", "zh": "包含证明"},
     "consistency": {"en": "consistency with the later tree head", "zh": "与较新树头的一致性"},
+    "case-head": {
+        "en": "the signed head of the case (events missing at the end?)",
+        "zh": "案件的签名链头（末尾事件是否缺失？）",
+    },
 }
 
 

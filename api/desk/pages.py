@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import hmac
 import io
+import posixpath
+import re
 import secrets
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import orjson
 from starlette.applications import Starlette
@@ -38,11 +40,13 @@ from domain.catalogue import CASE_ID_PATTERN
 from domain.errors import CasetrailError, SignatureError
 from domain.signing import public_key_from_text
 from projections.apikeys import Principal
+from projections.attribution import report_breaches_csv
 from projections.runtime import Runtime
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=str(HERE / "templates"))
 MAX_UPLOAD = 20 * 1024 * 1024
+MONTH = re.compile(r"[0-9]{4}-[0-9]{2}")
 
 
 class SignInRequired(Exception):
@@ -151,7 +155,11 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
 
     def here(**changes: Any) -> str:
         query = dict(request.query_params)
-        query.update({k: v for k, v in changes.items() if v is not None})
+        for name, value in changes.items():
+            if value == "":
+                query.pop(name, None)
+            elif value is not None:
+                query[name] = value
         return f"{request.url.path}?{urlencode(query)}"
 
     response = templates.TemplateResponse(
@@ -203,10 +211,19 @@ async def _desk_error(request: Request, error: Exception) -> Response:
 
 
 def _safe_next(target: str | None) -> str:
-    """Only a path on the desk itself: never an open redirect."""
-    if target and target.startswith("/desk/") and not target.startswith("//"):
-        return target
-    return "/desk/cases"
+    """Only a path on the desk itself, as written: never an open redirect, never a path
+    that a browser would resolve somewhere else (dot segments, backslashes, controls)."""
+    fallback = "/desk/cases"
+    if not target or not target.isprintable() or "\\" in target:
+        return fallback
+    parts = urlsplit(target)
+    if parts.scheme or parts.netloc or parts.fragment:
+        return fallback
+    if posixpath.normpath(parts.path) != parts.path.rstrip("/") or "%" in parts.path:
+        return fallback
+    if not parts.path.startswith("/desk/"):
+        return fallback
+    return target
 
 
 # -- signing in and preferences --------------------------------------------------------
@@ -273,7 +290,8 @@ async def case_list(request: Request) -> Response:
         opened_from=_date_bound(query.get("from")),
         opened_to=_date_bound(query.get("to")),
         sort=str(query.get("sort")) if query.get("sort") in views.SORTS else "updated",
-        page=_page(query.get("page")),
+        after=views.parse_cursor(query.get("after")),
+        before=views.parse_cursor(query.get("before")) if not query.get("after") else None,
     )
     listing, choices = await run_in_threadpool(
         lambda: (views.list_cases(runtime, viewer, chosen), views.filter_choices(runtime, viewer))
@@ -337,19 +355,26 @@ async def case_bundle(request: Request) -> Response:
     )
 
 
+def _period(request: Request) -> views.Period:
+    def month(name: str) -> str | None:
+        raw = request.query_params.get(name, "")
+        return raw if MONTH.fullmatch(raw) and "01" <= raw[5:] <= "12" else None
+
+    return views.Period(first=month("from"), last=month("to"))
+
+
 async def reports_page(request: Request) -> Response:
     viewer = _viewer(request)
     runtime = _runtime(request)
     query = request.query_params
-    start, end = _as_of(query.get("from"), date_ok=True), _as_of(query.get("to"), date_ok=True)
+    period = _period(request)
     data = await run_in_threadpool(
         views.report_view,
         runtime,
         viewer,
         query.get("agency") or None,
         query.get("agent") or None,
-        start,
-        end,
+        period,
     )
     choices = await run_in_threadpool(views.filter_choices, runtime, viewer)
     lang = i18n.choose_language(request)
@@ -382,26 +407,23 @@ async def reports_page(request: Request) -> Response:
         score_chart=score_chart,
         choices=choices,
         query=query,
+        period=period,
     )
 
 
 async def reports_csv(request: Request) -> Response:
     viewer = _viewer(request)
     query = request.query_params
-    start, end = _as_of(query.get("from"), date_ok=True), _as_of(query.get("to"), date_ok=True)
-    data = await run_in_threadpool(
-        views.report_view,
+    report = await run_in_threadpool(
+        views.breaches_report,
         _runtime(request),
         viewer,
         query.get("agency") or None,
         query.get("agent") or None,
-        start,
-        end,
+        _period(request),
     )
-    from projections.attribution import report_breaches_csv
-
     return Response(
-        report_breaches_csv(data["attribution"]),
+        report_breaches_csv(report),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": 'attachment; filename="breaches.csv"'},
     )
@@ -410,13 +432,28 @@ async def reports_csv(request: Request) -> Response:
 async def verify_page(request: Request) -> Response:
     _viewer(request)
     if request.method == "GET":
-        return _render(request, "verify.html", result=None)
+        return _render(request, "verify.html", result=None, ledger_key=_ledger_key(request))
 
+    # Browsers always send the length of a form; refuse a body too large before reading it.
+    length = request.headers.get("content-length", "")
+    if not length.isdigit() or int(length) > 3 * MAX_UPLOAD + 65536:
+        return _render(
+            request,
+            "verify.html",
+            status=413,
+            result={"ok": False, "check": "format", "detail": "the upload is larger than 20 MiB"},
+        )
     async with request.form(max_files=3, max_fields=10) as form:
         if not _csrf_ok(request, form):
             return _render(request, "verify.html", status=400, result={"error": "csrf.failed"})
         result = await _verify_upload(form)
-    return _render(request, "verify.html", result=result)
+    return _render(request, "verify.html", result=result, ledger_key=_ledger_key(request))
+
+
+def _ledger_key(request: Request) -> str:
+    """This ledger's published public key, offered as the key to trust."""
+    key = _runtime(request).signing_key
+    return key.public_key_pem() if key is not None else ""
 
 
 async def _verify_upload(form: Any) -> dict[str, Any]:
@@ -444,14 +481,15 @@ async def _verify_upload(form: Any) -> dict[str, Any]:
     try:
         bundle = parse_bundle(bundle_bytes)
         trusted = public_key_from_text(key_bytes.decode()) if key_bytes else None
-        later = parse_bundle(later_bytes) if later_bytes else None
-        proof = parse_bundle(proof_bytes) if proof_bytes else None
-        if isinstance(proof, dict) and "proof" in proof and "first" not in proof:
-            proof = None
+        later = parse_bundle(later_bytes, name="the later tree head") if later_bytes else None
+        proof = parse_bundle(proof_bytes, name="the consistency proof") if proof_bytes else None
         report = await run_in_threadpool(
             verify_bundle,
             bundle,
             trusted_public_key=trusted,
+            # Without a key the page shows the bundle's own key was used (own_key); the
+            # verifier wants that choice made explicitly.
+            trust_bundle_key=trusted is None,
             later_tree_head=later,
             consistency_proof=proof,
         )
@@ -474,11 +512,7 @@ def _case_id(request: Request) -> str:
     return case_id
 
 
-def _page(raw: str | None) -> int:
-    return int(raw) if raw and raw.isascii() and raw.isdigit() and len(raw) < 7 else 1
-
-
-def _as_of(raw: str | None, *, date_ok: bool = True) -> datetime | None:
+def _as_of(raw: str | None) -> datetime | None:
     """A moment from the as-of picker: RFC 3339, or a datetime-local value taken as UTC."""
     if not raw:
         return None

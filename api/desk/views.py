@@ -7,10 +7,13 @@ the API; nothing here replays cases to build a list.
 
 from __future__ import annotations
 
+import base64
 import statistics
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from domain.envelope import Record, format_recorded_at, parse_recorded_at, parse_stored
 from domain.errors import ChainBroken
@@ -19,15 +22,16 @@ from domain.policy import Duration
 from domain.state import fold
 from domain.vault import is_sealed
 from projections.apikeys import Principal
-from projections.attribution import ReportFilter, attribution_report
+from projections.attribution import ReportFilter, attribution_report, monthly_counts
 from projections.runtime import Runtime
 
 PAGE_SIZE = 50
+# Each order: its key expression and direction, then case_id ascending to break ties.
 SORTS = {
-    "case_id": "s.case_id ASC",
-    "updated": "s.updated_at DESC, s.case_id ASC",
-    "opened": "s.opened_utc DESC, s.case_id ASC",
-    "breaches": "breaches DESC, s.case_id ASC",
+    "case_id": ("s.case_id", "ASC"),
+    "updated": ("s.updated_at", "DESC"),
+    "opened": ("s.opened_utc", "DESC"),
+    "breaches": ("COALESCE(a.breaches, 0)", "DESC"),
 }
 SEVERITIES = ("low", "medium", "high", "critical")
 
@@ -45,7 +49,8 @@ class CaseFilter:
     opened_from: str | None = None  # ledger-time text
     opened_to: str | None = None
     sort: str = "updated"
-    page: int = 1
+    after: tuple[Any, str] | None = None  # the last row of the previous page
+    before: tuple[Any, str] | None = None  # the first row of the next page
 
 
 def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[str, Any]:
@@ -59,9 +64,8 @@ def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[
             clauses.append(f"{column} = ?")
             values.append(value)
     if chosen.agent:
-        clauses.append(
-            "EXISTS (SELECT 1 FROM case_agents g WHERE g.case_id = s.case_id AND g.agent_id = ?)"
-        )
+        # IN, not a correlated EXISTS: the agent's index yields their few cases up front.
+        clauses.append("s.case_id IN (SELECT g.case_id FROM case_agents g WHERE g.agent_id = ?)")
         values.append(chosen.agent)
     if chosen.with_breaches:
         clauses.append("a.breaches > 0")
@@ -87,23 +91,83 @@ def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[
         )
         or {}
     )
-    page = max(1, chosen.page)
-    rows = runtime.ledger.db.query(
-        "SELECT s.case_id, s.agency, s.kind, s.phase, s.closed, s.sound, s.open_complaints, "
-        "s.last_seq, s.updated_at, s.opened_at, COALESCE(a.breaches, 0) AS breaches, "
-        f"a.worst_severity FROM {tables} WHERE {where} "
-        f"ORDER BY {SORTS.get(chosen.sort, SORTS['updated'])} LIMIT ? OFFSET ?",
-        [*values, PAGE_SIZE, (page - 1) * PAGE_SIZE],
-    )
-    total = int(totals.get("cases") or 0)
+    rows = _page_of_cases(runtime, tables, where, values, chosen)
+
+    # The chain column is checked now, not taken from the read model: a record altered
+    # in the database after it was projected must show here too.
+    for row in rows:
+        report = runtime.verify_case(row["case_id"])
+        row["sound"] = report.ok
+        row["first_bad_seq"] = report.fault.seq if report.fault is not None else None
     return {
         "rows": rows,
-        "total": total,
+        "total": int(totals.get("cases") or 0),
         "breached": int(totals.get("breached") or 0),
         "complaints": int(totals.get("complaints") or 0),
-        "page": page,
-        "pages": max(1, -(-total // PAGE_SIZE)),
+        "first_page": chosen.after is None and chosen.before is None,
+        "next": _cursor(rows[-1], chosen.sort) if rows and rows[-1].get("more_after") else None,
+        "previous": _cursor(rows[0], chosen.sort) if rows and rows[0].get("more_before") else None,
     }
+
+
+def _page_of_cases(
+    runtime: Runtime, tables: str, where: str, values: list[Any], chosen: CaseFilter
+) -> list[dict[str, Any]]:
+    """One page by keyset (seek) pagination: the cost of page 2,000 is that of page 1,
+    where an OFFSET would walk every row before it."""
+    key, direction = SORTS.get(chosen.sort, SORTS["updated"])
+    backwards = chosen.before is not None
+    order = direction if not backwards else ("ASC" if direction == "DESC" else "DESC")
+    tie = "ASC" if not backwards else "DESC"
+    seek, seek_values = "1 = 1", []
+    cursor = chosen.before if backwards else chosen.after
+    if cursor is not None:
+        beyond = "<" if order == "DESC" else ">"
+        seek = f"({key} {beyond} ? OR ({key} = ? AND s.case_id {'>' if tie == 'ASC' else '<'} ?))"
+        seek_values = [cursor[0], cursor[0], cursor[1]]
+
+    rows = runtime.ledger.db.query(
+        "SELECT s.case_id, s.agency, s.kind, s.phase, s.closed, s.sound, s.open_complaints, "
+        "s.last_seq, s.updated_at, s.opened_at, s.opened_utc, "
+        "COALESCE(a.breaches, 0) AS breaches, a.worst_severity "
+        f"FROM {tables} WHERE {where} AND {seek} "
+        f"ORDER BY {key} {order}, s.case_id {tie} LIMIT ?",
+        [*values, *seek_values, PAGE_SIZE + 1],
+    )
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    if backwards:
+        rows.reverse()
+    if rows:
+        rows[-1]["more_after"] = more if not backwards else True
+        rows[0]["more_before"] = more if backwards else cursor is not None
+    return rows
+
+
+SORT_COLUMNS = {
+    "case_id": "case_id",
+    "updated": "updated_at",
+    "opened": "opened_utc",
+    "breaches": "breaches",
+}
+
+
+def _cursor(row: dict[str, Any], sort: str) -> str:
+    value = row[SORT_COLUMNS.get(sort, "updated_at")]
+    return base64.urlsafe_b64encode(orjson.dumps([value, row["case_id"]])).decode().rstrip("=")
+
+
+def parse_cursor(text: str | None) -> tuple[Any, str] | None:
+    """A cursor from a page link; anything malformed reads as the first page."""
+    if not text or len(text) > 400:
+        return None
+    try:
+        value, case_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+    except (ValueError, TypeError, orjson.JSONDecodeError):
+        return None
+    if not isinstance(case_id, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
+        return None
+    return value, case_id
 
 
 def filter_choices(runtime: Runtime, viewer: Principal) -> dict[str, list[str]]:
@@ -299,31 +363,71 @@ def _verdict_row(verdict: dict[str, Any]) -> list[str]:
 # -- reports -----------------------------------------------------------------------------
 
 
+@dataclass(frozen=True)
+class Period:
+    """Whole months, `YYYY-MM`, both inclusive; None leaves that side open."""
+
+    first: str | None = None
+    last: str | None = None
+
+    @property
+    def start(self) -> datetime | None:
+        return _month_start(self.first) if self.first else None
+
+    @property
+    def end(self) -> datetime | None:
+        if not self.last:
+            return None
+        start = _month_start(self.last)
+        return (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else (start.replace(month=start.month + 1))
+        )
+
+
+def _month_start(month: str) -> datetime:
+    return datetime.strptime(month, "%Y-%m").replace(tzinfo=UTC)
+
+
 def report_view(
-    runtime: Runtime,
-    viewer: Principal,
-    agency: str | None,
-    agent: str | None,
-    start: datetime | None,
-    end: datetime | None,
+    runtime: Runtime, viewer: Principal, agency: str | None, agent: str | None, period: Period
 ) -> dict[str, Any]:
+    """Counts from the running monthly tallies (never a scan of every verdict), complaint
+    times and aftercare from their tables."""
+    if viewer.agency is not None:
+        agency = viewer.agency
+    runtime.settle(timeout=5.0)
+    agencies = monthly_counts(
+        runtime.ledger,
+        agency=agency,
+        agent=agent,
+        first_month=period.first,
+        last_month=period.last,
+    )
+    report = {"agencies": agencies}
+    return {
+        "by_obligation": _by_obligation(report),
+        "by_agent": _by_agent(report),
+        "complaints": _complaints(runtime, agency, period.start, period.end),
+        "aftercare": _aftercare(runtime, agency, period.start, period.end),
+    }
+
+
+def breaches_report(
+    runtime: Runtime, viewer: Principal, agency: str | None, agent: str | None, period: Period
+) -> dict[str, Any]:
+    """Every breach in the period, for the CSV download: the API's attribution report."""
     if viewer.agency is not None:
         agency = viewer.agency
     runtime.settle(timeout=5.0)
     selection = ReportFilter(
         agency=agency,
         agent=agent,
-        start=format_recorded_at(start) if start else None,
-        end=format_recorded_at(end) if end else None,
+        start=format_recorded_at(period.start) if period.start else None,
+        end=format_recorded_at(period.end) if period.end else None,
     )
-    report = attribution_report(runtime.ledger, runtime.policy, selection)
-    return {
-        "attribution": report,
-        "by_obligation": _by_obligation(report),
-        "by_agent": _by_agent(report),
-        "complaints": _complaints(runtime, agency, start, end),
-        "aftercare": _aftercare(runtime, agency, start, end),
-    }
+    return attribution_report(runtime.ledger, runtime.policy, selection)
 
 
 def _by_obligation(report: dict[str, Any]) -> list[dict[str, Any]]:
@@ -356,11 +460,19 @@ def _by_agent(report: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["breached"], r["agency"], r["agent"]))
 
 
-def _in_period(moment: str | None, start: datetime | None, end: datetime | None) -> bool:
-    if moment is None:
-        return False
-    parsed = datetime.fromisoformat(moment.replace("Z", "+00:00"))
-    return (start is None or parsed >= start) and (end is None or parsed < end)
+def _where(
+    column: str, agency: str | None, start: datetime | None, end: datetime | None
+) -> tuple[str, list[Any]]:
+    clauses, values = [], []
+    for clause, value in (
+        ("agency = ?", agency),
+        (f"{column} >= ?", format_recorded_at(start) if start else None),
+        (f"{column} < ?", format_recorded_at(end) if end else None),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            values.append(value)
+    return (" AND ".join(clauses) or "1 = 1"), values
 
 
 def _hours(later: str | None, earlier: str | None) -> float | None:
@@ -375,12 +487,12 @@ def _hours(later: str | None, earlier: str | None) -> float | None:
 def _complaints(
     runtime: Runtime, agency: str | None, start: datetime | None, end: datetime | None
 ) -> dict[str, Any]:
+    where, values = _where("received_at", agency, start, end)
     rows = runtime.ledger.db.query(
-        "SELECT received_at, acknowledged_at, solution_at FROM case_complaints"
-        + (" WHERE agency = ?" if agency else ""),
-        [agency] if agency else [],
+        "SELECT received_at, acknowledged_at, solution_at FROM case_complaints "
+        f"WHERE received_at IS NOT NULL AND {where}",
+        values,
     )
-    rows = [row for row in rows if _in_period(row["received_at"], start, end)]
     parameters = runtime.policy.parameters
     ack_target = _target_hours(parameters.get("complaint_acknowledge"), 24)
     solution_target = _target_hours(parameters.get("complaint_first_solution"), 48)
@@ -416,24 +528,36 @@ def _median(values: list[float | None]) -> float | None:
 def _aftercare(
     runtime: Runtime, agency: str | None, start: datetime | None, end: datetime | None
 ) -> dict[str, Any]:
-    rows = runtime.ledger.db.query(
-        "SELECT handover_at, followups, survey_score, survey_declined FROM case_aftercare"
-        + (" WHERE agency = ?" if agency else ""),
-        [agency] if agency else [],
+    """Handovers in the period, how many were followed up, and their survey answers."""
+    where, values = _where("handover_at", agency, start, end)
+    totals = (
+        runtime.ledger.db.query_one(
+            "SELECT COUNT(*) AS handovers, "
+            "SUM(CASE WHEN followups > 0 THEN 1 ELSE 0 END) AS followed_up, "
+            "SUM(survey_declined) AS declined FROM case_aftercare "
+            f"WHERE handover_at IS NOT NULL AND {where}",
+            values,
+        )
+        or {}
     )
-    rows = [
-        row
-        for row in rows
-        if start is None and end is None or _in_period(row["handover_at"], start, end)
-    ]
-    scores = [int(row["survey_score"]) for row in rows if row["survey_score"] is not None]
+    answers = runtime.ledger.db.query(
+        "SELECT survey_score, COUNT(*) AS n FROM case_aftercare "
+        f"WHERE handover_at IS NOT NULL AND survey_score IS NOT NULL AND {where} "
+        "GROUP BY survey_score",
+        values,
+    )
+    scores = {score: 0 for score in range(1, 6)}
+    for row in answers:
+        if int(row["survey_score"]) in scores:
+            scores[int(row["survey_score"])] = int(row["n"])
+    responses = sum(scores.values())
     return {
-        "handovers": sum(1 for row in rows if row["handover_at"]),
-        "followed_up": sum(1 for row in rows if row["handover_at"] and row["followups"]),
-        "scores": {score: scores.count(score) for score in range(1, 6)},
-        "responses": len(scores),
-        "mean": round(statistics.mean(scores), 2) if scores else None,
-        "declined": sum(1 for row in rows if row["survey_declined"]),
+        "handovers": int(totals.get("handovers") or 0),
+        "followed_up": int(totals.get("followed_up") or 0),
+        "scores": scores,
+        "responses": responses,
+        "mean": round(sum(s * n for s, n in scores.items()) / responses, 2) if responses else None,
+        "declined": int(totals.get("declined") or 0),
     }
 
 

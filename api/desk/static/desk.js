@@ -4,7 +4,7 @@
 // Filters and the as-of picker apply as soon as a choice changes.
 document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
   form.addEventListener("change", function (event) {
-    if (event.target.matches("select, input[type=checkbox], input[type=date]")) {
+    if (event.target.matches("select, input[type=checkbox], input[type=date], input[type=month]")) {
       form.requestSubmit ? form.requestSubmit() : form.submit();
     }
   });
