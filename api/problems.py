@@ -105,6 +105,14 @@ KINDS: dict[str, ProblemKind] = {
             "The request body was not received within the body timeout.",
         ),
         ProblemKind(
+            "case-id-taken",
+            409,
+            "That case id is already in use",
+            "Case ids are shared by every agency on this ledger, and this one is taken (by "
+            "your agency or another; which is not said). Open the case under another id, "
+            "best prefixed with your agency's id, e.g. agency-b.2024-0001.",
+        ),
+        ProblemKind(
             "seq-conflict",
             409,
             "The case has moved on",

@@ -54,6 +54,10 @@ class UnknownCase(InputError):
     kind = "case-not-found"
 
 
+class CaseIdTaken(CasetrailError):
+    kind = "case-id-taken"
+
+
 class UnknownParty(InputError):
     kind = "party-not-found"
 

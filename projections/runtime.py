@@ -331,11 +331,25 @@ class Runtime:
         return None
 
     def visible_case(self, case_id: str, viewer: Principal) -> str:
-        """The case's agency if `viewer` may see the case; otherwise 404, as for no case."""
-        agency = self.case_agency(case_id)
+        """The case's agency if `viewer` may see the case; otherwise 404, as for no case.
+
+        A case whose opening record was tampered with is reported broken only to a viewer
+        who could see it when it was sound; to anyone else it is a case they cannot see,
+        so a corrupt row never tells one agency about another's case."""
+        try:
+            agency = self.case_agency(case_id)
+        except ChainBroken:
+            if viewer.may_see_agency(self._projected_agency(case_id) or "\x00"):
+                raise
+            raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id") from None
         if agency is None or not viewer.may_see_agency(agency):
             raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
         return agency
+
+    def _projected_agency(self, case_id: str) -> str | None:
+        """The agency the case-state view recorded while the case still verified."""
+        row = self.ledger.db.query_one("SELECT agency FROM case_state WHERE case_id = ?", [case_id])
+        return str(row["agency"]) if row is not None else None
 
     def read_events(self, case_id: str, *, after_seq: int, limit: int) -> EventPage:
         """A page of a case's records, each verified against its predecessor before serving."""
@@ -421,12 +435,14 @@ class Runtime:
         for notification in notifications:
             record = parse_stored(notification.state, seq=notification.originator_version)
             if not isinstance(record, dict):
-                events.append(
-                    {"position": notification.id, "error": record.reason, "case_id": None}
-                )
+                # Whose record it was cannot be known, so only unscoped keys are told.
+                if viewer.agency is None:
+                    events.append(
+                        {"position": notification.id, "error": record.reason, "case_id": None}
+                    )
                 continue
             case_id = str(record["case_id"])
-            if viewer.agency is not None and self.case_agency(case_id) != viewer.agency:
+            if viewer.agency is not None and self._feed_agency(case_id) != viewer.agency:
                 continue
             events.append(
                 {
@@ -440,6 +456,13 @@ class Runtime:
             )
         next_after = notifications[-1].id if notifications else after
         return {"events": events, "next_after": next_after}
+
+    def _feed_agency(self, case_id: str) -> str | None:
+        # One case with a corrupt opening record must not stop every agency's feed.
+        try:
+            return self.case_agency(case_id)
+        except ChainBroken:
+            return self._projected_agency(case_id)
 
     def iter_records(self, case_id: str) -> Iterator[tuple[int, bytes]]:
         stream = case_stream_id(case_id)

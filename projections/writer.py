@@ -46,6 +46,7 @@ from domain.envelope import (
     parse_stored,
 )
 from domain.errors import (
+    CaseIdTaken,
     CasetrailError,
     ConcurrencyConflict,
     IdempotencyKeyReused,
@@ -435,10 +436,16 @@ class Writer:
         # Whether the case exists and whose it is is settled first, and answered alike
         # (404) for a missing case and another agency's, so nothing else can tell them apart.
         scope = command.agency_scope
-        if scope is not None and case is not None and case.agency != scope:
-            raise UnknownCase(f"no case {command.case_id!r}", pointer="/path/case_id")
         first_type = command.events[0].type
-        if case is None and first_type != "case.opened":
+        foreign = scope is not None and case is not None and case.agency != scope
+        if first_type == "case.opened" and case is not None:
+            # Ids are one namespace: opening a taken id fails alike whoever holds it.
+            raise CaseIdTaken(
+                f"case id {command.case_id!r} is already in use; open the case under "
+                "another id (prefix it with your agency's id)",
+                pointer="/path/case_id",
+            )
+        if foreign or (case is None and first_type != "case.opened"):
             raise UnknownCase(
                 f"no case {command.case_id!r}: a case comes into existence with its "
                 f"case.opened event (this request starts with {first_type})",

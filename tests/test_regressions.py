@@ -270,6 +270,29 @@ def test_a_missing_case_and_another_agencys_case_look_the_same(
 
     assert foreign.status_code == missing.status_code == 404
     assert foreign.json()["type"] == missing.json()["type"] == "/problems/case-not-found"
+    # Word for word too: the trial told them apart by the explanation only one carried.
+    assert foreign.json()["detail"].replace("a-1", "?") == missing.json()["detail"].replace(
+        "zz-none", "?"
+    )
+
+
+def test_opening_a_taken_case_id_says_so_alike_for_every_agency(
+    runtime: Runtime, client: TestClient
+) -> None:
+    client.post("/v1/cases/a-1/events", json=opened())
+    token, _ = runtime.api_keys.create("integrator", agency="agency-b")
+
+    own = client.post("/v1/cases/a-1/events", json=opened())
+    rival = client.post(
+        "/v1/cases/a-1/events",
+        json=opened(agency="agency-b"),
+        headers={"Authorization": f"Bearer {token}"},
+    )
+
+    assert own.status_code == rival.status_code == 409
+    assert own.json() == rival.json()
+    assert own.json()["type"] == "/problems/case-id-taken"
+    assert own.json()["pointer"] == "/path/case_id"
 
 
 @pytest.mark.parametrize(

@@ -121,6 +121,33 @@ def test_verify_endpoint_names_the_first_bad_seq(
     assert client.get("/v1/cases/untouched/verify").json()["ok"] is True
 
 
+def test_a_corrupt_opening_record_tells_other_agencies_nothing_and_stops_no_feed(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    runtime.settle(timeout=10)
+    rewrite(
+        runtime,
+        case_of_five,
+        1,
+        stored_state(runtime, case_of_five, 1).replace(b"prop-1", b"prop-X"),
+    )
+    runtime._agencies.clear()  # as after a restart: the opening record is read afresh
+    rival, _ = runtime.api_keys.create("agent", name="b", agency="agency-b")
+    as_rival = {"Authorization": f"Bearer {rival}"}
+
+    foreign = client.get(f"/v1/cases/{case_of_five}", headers=as_rival)
+    missing = client.get("/v1/cases/zz-none", headers=as_rival)
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["detail"].replace(case_of_five, "?") == missing.json()["detail"].replace(
+        "zz-none", "?"
+    )
+
+    assert client.get("/v1/feed", headers=as_rival).status_code == 200
+    owner = client.get(f"/v1/cases/{case_of_five}/events")  # the admin: told it is broken
+    assert owner.status_code == 500
+    assert owner.json()["type"] == "/problems/chain-broken"
+
+
 @pytest.mark.parametrize("name", sorted(TAMPERINGS))
 def test_tampered_events_are_never_served_as_sound(
     client: TestClient, runtime: Runtime, case_of_five: str, name: str
