@@ -73,6 +73,8 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
                 print(f"  {case_id:<24} {len(appended):>3} events  head {head}  phase {phase}")
 
         print()
+        if args.no_serve:
+            print(f"Loaded. Serve it with `casetrail serve --port {args.port}`, then:")
         print(f"API:      http://{args.host}:{args.port}/  (OpenAPI at /openapi.json)")
         print(f"Desk:     http://{args.host}:{args.port}/desk/  sign in with this compliance key:")
         print(f"  {desk_token}")
@@ -159,6 +161,12 @@ def keys_create(args: argparse.Namespace, settings: Settings) -> int:
     scope = f" for agency {principal.agency}" if principal.agency else ""
     print(f"Created {principal.role} key {principal.key_id}{scope}. It is shown only once:")
     print(token)
+    if principal.agency is None and principal.role in ("integrator", "agent"):
+        print(
+            f"note: this {principal.role} key reads and writes for every agency; give "
+            "--agency to bind it to one",
+            file=sys.stderr,
+        )
     return 0
 
 
