@@ -242,14 +242,9 @@ async def erase_party(request: Request) -> Response:
     party_id = str(request.path_params["party_id"])
     if not CASE_ID_PATTERN.fullmatch(party_id):
         raise InvalidParameter("a party id is 1–64 of A–Z a–z 0–9 . _ -", pointer="/path/party_id")
-    # Party ids are chosen by each agency: the agency says whose party is meant.
+    # A party id names one person across the platform: without ?agency= the person is
+    # erased wherever registered; with it, only in that agency.
     agency = params.text(request, "agency")
-    if agency is None:
-        raise InvalidParameter(
-            "name the agency whose party this is: ?agency=<agency id> (party ids belong to "
-            "the agency that registered them)",
-            pointer="/query/agency",
-        )
     if caller.agency is not None and agency != caller.agency:
         raise UnknownParty(
             f"agency {agency!r} has no party {party_id!r} that this key may erase",

@@ -245,14 +245,15 @@ def _paths() -> dict[str, Any]:
         "/v1/parties/{party_id}/erasure": {
             "post": {
                 "summary": "Answer a data subject's erasure request (admin only)",
-                "description": "A party is identified by the agency that registered it and its "
-                "party id: `agency` is required, and only that agency's cases, data keys and "
-                "restrictions take part. While a retention clock of the active policy runs for "
+                "description": "A party id names one person across the platform; each agency "
+                "that registers them seals their data under a key of its own. Without `agency` "
+                "the person is erased in every agency; with it, only that agency's cases, data "
+                "keys and restrictions take part. While a retention clock of the active policy runs for "
                 "any of those cases (from the later of the event's occurred_at and recorded_at), "
                 "the party is restricted (erasure.restricted, with the date erasure becomes "
                 "possible; reveals refused except to admin). Otherwise the party's data keys are "
                 "destroyed (erasure.executed): its sealed values read as erased while every "
-                "chain, proof and bundle still verifies. An agency with no such party is 404 "
+                "chain, proof and bundle still verifies. A party no case registered is 404 "
                 "`/problems/party-not-found`. The `reason` is recorded unsealed on every case of "
                 "the party, for the audit trail: it must not contain personal data (cite the "
                 "request's reference, not the person).",
@@ -266,11 +267,11 @@ def _paths() -> dict[str, Any]:
                     {
                         "name": "agency",
                         "in": "query",
-                        "required": True,
+                        "required": False,
                         "schema": {"type": "string", "minLength": 1, "maxLength": 200},
-                        "description": "the agency whose party this is (the `actor.agency` of "
-                        "the cases that registered it); party ids of different agencies are "
-                        "different parties",
+                        "description": "erase the person only where this agency (the "
+                        "`actor.agency` of the cases that registered them) holds their data; "
+                        "omit it to erase them everywhere",
                     },
                 ],
                 "requestBody": {

@@ -198,16 +198,22 @@ class PersonalData:
             [party_id, agency, LEGACY_AGENCY],
         )
 
-    def erase(self, agency: str, party_id: str, reason: str, caller: Principal) -> dict[str, Any]:
-        """Answer an erasure request for the agency's party: restrict while retention runs,
-        else destroy the keys."""
-        cases = self._cases_of(agency, party_id)
-        keys = self.runtime.keystore.party_key_ids(agency, party_id)
-        if not cases and not any(key["agency"] == agency for key in keys):
+    def erase(
+        self, agency: str | None, party_id: str, reason: str, caller: Principal
+    ) -> dict[str, Any]:
+        """Answer an erasure request: restrict while a retention clock runs, else destroy
+        the keys. A party id names one person across the platform, so without `agency`
+        the person is erased in every agency that registered them (each agency seals
+        under its own key); with it, only in that agency."""
+        agencies = [agency] if agency is not None else self._agencies_of(party_id)
+        cases = [case for each in agencies for case in self._cases_of(each, party_id)]
+        keys = [
+            key for each in agencies for key in self.runtime.keystore.party_key_ids(each, party_id)
+        ]
+        if not cases and not keys:
+            where = f"agency {agency!r}" if agency is not None else "any agency"
             raise UnknownParty(
-                f"agency {agency!r} has no party {party_id!r}: no case of that agency "
-                "registered it (party ids belong to the agency that registers them; check "
-                "both)",
+                f"{where} has no party {party_id!r}: no case registered it (check the id)",
                 pointer="/path/party_id",
             )
         until = self._retention_end(cases)
@@ -216,16 +222,18 @@ class PersonalData:
         payload: dict[str, Any] = {"party_id": party_id, "reason": reason}
         destroyed: list[str] = []
         if until is not None and until > now:
-            self._restrict(agency, party_id, until, reason)
+            for each in agencies:
+                self._restrict(each, party_id, until, reason)
             outcome = "erasure.restricted"
             payload["until"] = until.date().isoformat()
         else:
-            destroyed = self.runtime.keystore.destroy(agency, party_id)
-            with self.db.transaction() as cursor:
-                cursor.execute(
-                    "DELETE FROM party_restrictions WHERE agency = ? AND party_id = ?",
-                    [agency, party_id],
-                )
+            for each in agencies:
+                destroyed.extend(self.runtime.keystore.destroy(each, party_id))
+                with self.db.transaction() as cursor:
+                    cursor.execute(
+                        "DELETE FROM party_restrictions WHERE agency = ? AND party_id = ?",
+                        [each, party_id],
+                    )
             outcome = "erasure.executed"
             payload["key_ids"] = destroyed
 
@@ -239,6 +247,19 @@ class PersonalData:
             "destroyed_key_ids": destroyed,
             "cases": cases,
         }
+
+    def _agencies_of(self, party_id: str) -> list[str]:
+        """Every agency that registered the party or holds a key for it."""
+        self.runtime.settle(timeout=5.0)
+        rows = self.db.query("SELECT case_id FROM case_parties WHERE party_id = ?", [party_id])
+        found = {self.runtime.case_agency(row["case_id"]) for row in rows}
+        found.update(
+            str(row["agency"])
+            for row in self.db.query(
+                "SELECT DISTINCT agency FROM party_keys WHERE party_id = ?", [party_id]
+            )
+        )
+        return sorted(agency for agency in found if agency is not None)
 
     def _cases_of(self, agency: str, party_id: str) -> list[str]:
         """The agency's cases that name the party (another agency's same id is not it)."""
