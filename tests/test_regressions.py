@@ -342,7 +342,8 @@ def test_a_forged_opening_record_grants_no_access(runtime: Runtime, client: Test
         headers=headers,
     )
 
-    assert read.status_code == 500 and read.json()["type"] == "/problems/chain-broken"
+    # No access, and no news either: to agency-b this is a case it cannot see.
+    assert read.status_code == 404 and read.json()["type"] == "/problems/case-not-found"
     assert append.status_code in (404, 500)
     assert len(list(runtime.iter_records("a-1"))) == 2
 
