@@ -78,7 +78,8 @@ class RecordFault:
 
     `kind` says which check failed: "format" (not a canonical record), "hash" (the record
     does not hash to its `hash`), "place" (wrong case or seq, or a seq missing), "link"
-    (its `prev_hash` is not the hash of the record before).
+    (its `prev_hash` is not the hash of the record before), "time" (its `recorded_at` is
+    earlier than the record before's).
     """
 
     seq: int
@@ -173,6 +174,7 @@ class ChainVerifier:
         self.case_id = case_id
         self.seq = after_seq
         self.head_hash = prev_hash
+        self.recorded_at = ""  # ledger time never goes back within a case
         self.fault: RecordFault | None = None
 
     def add(self, stored_seq: int, state: bytes | Record) -> RecordFault | None:
@@ -201,8 +203,19 @@ class ChainVerifier:
                 )
             )
 
+        if record["recorded_at"] < self.recorded_at:
+            return self._fail(
+                RecordFault(
+                    stored_seq,
+                    f"recorded_at goes back in time from seq {stored_seq - 1} (the ledger "
+                    "never records a case's events out of time order)",
+                    "time",
+                )
+            )
+
         self.seq = stored_seq
         self.head_hash = record["hash"]
+        self.recorded_at = record["recorded_at"]
         return None
 
     def report(self) -> ChainReport:

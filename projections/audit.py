@@ -130,6 +130,21 @@ def _audit_events_against_leaves(runtime: Runtime, report: AuditReport) -> None:
         _unsealed(report, pending)
         pending = next(notifications, None)
 
+    # Beyond the last leaf: events awaiting the sealer, each of which must carry the
+    # writer's mark (a row written into the database directly has none).
+    tail = [pending, *notifications] if pending is not None else []
+    unmarked = set(runtime.marks.unmarked(event_hash for *_, event_hash in tail))
+    for position, case_id, seq, event_hash in tail:
+        if event_hash in unmarked:
+            report.findings.append(
+                Finding(
+                    case_id,
+                    seq,
+                    f"the event at feed position {position} was not recorded by this "
+                    "ledger's writer (it has no valid mark): written into the database directly",
+                )
+            )
+
 
 def _unsealed(report: AuditReport, notification: tuple[int, str, int, str]) -> None:
     position, case_id, seq, _ = notification

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from domain import merkle
 from domain.bundle import build_bundle
 from domain.case import Case, case_stream_id
 from domain.catalogue import Catalogue, load_catalogue
@@ -25,11 +26,17 @@ from domain.envelope import (
     format_recorded_at,
     parse_stored,
 )
-from domain.errors import ChainBroken, LedgerIntegrityError, UnknownCase
+from domain.errors import (
+    ChainBroken,
+    LedgerIntegrityError,
+    ProofError,
+    SignatureError,
+    UnknownCase,
+)
 from domain.evaluator import evaluate, verdicts_as_json
 from domain.policy import load_policy
 from domain.settings import Settings
-from domain.signing import LedgerKey, TreeHead
+from domain.signing import LedgerKey, TreeHead, verify_tree_head
 from domain.state import State, fold
 from domain.validation import EventValidator
 from domain.vault import field_context, load_master_key, seal
@@ -38,6 +45,7 @@ from projections.attribution import AttributionProjection
 from projections.case_state import CaseStateProjection
 from projections.follower import Follower
 from projections.keystore import KeyStore
+from projections.marks import EventMarks
 from projections.personal_data import PersonalData
 from projections.store import Ledger
 from projections.transparency import Sealer, TransparencyLog
@@ -71,11 +79,13 @@ class Runtime:
         self.api_keys = ApiKeys(self.ledger.db)
         self.request_secret = self.keystore.secret("request-fingerprint")
         self.signing_key = _load_signing_key(settings.signing_key_path)
+        self.marks = EventMarks(self.ledger.db, self.keystore.secret("event-mark"))
         self.sealer = Sealer(
             self.ledger,
             self.signing_key,
             sign_every_events=settings.seal_every_events,
             sign_every_seconds=settings.seal_every_seconds,
+            marks=self.marks,
         )
         self.log = TransparencyLog(self.ledger, self.sealer)
         self.writer = Writer(
@@ -84,11 +94,13 @@ class Runtime:
             guard_case=self.guard_case,
             check_payload=self.check_payload,
             ledger_made=self.ledger_made,
+            mark=self.marks.mark,
         )
         self.case_state = CaseStateProjection(self.ledger)
         self.policy = load_policy(settings.policy)
         self.attribution = AttributionProjection(self.ledger, self.policy)
         self._agencies: dict[str, str] = {}
+        self._verified_head: tuple[int, str] | None = None
         self.personal_data = PersonalData(self)
         self.followers: dict[str, Follower] = {
             "case_state": Follower(self.ledger, self.case_state),
@@ -489,11 +501,32 @@ class Runtime:
         checked = self._against_log(report, hashes)
         if not hashes and checked.ok:
             raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
-        return checked
+        return self._against_projection(checked)
+
+    def _against_projection(self, report: ChainReport) -> ChainReport:
+        """The case-state view only ever follows the store, so a view that saw more events
+        than the store now holds means events were deleted from the end (with their log
+        rows, or before they were sealed)."""
+        if not report.ok:
+            return report
+        row = self.ledger.db.query_one(
+            "SELECT last_seq FROM case_state WHERE case_id = ?", [report.case_id]
+        )
+        if row is not None and int(row["last_seq"]) > report.length:
+            return _fault(
+                report,
+                report.length + 1,
+                f"seq {report.length + 1} is missing from the store, but the case-state view "
+                f"recorded the case up to seq {row['last_seq']} (events were removed)",
+            )
+        return report
 
     def _against_log(self, report: ChainReport, hashes: dict[int, str]) -> ChainReport:
-        """A sound chain, checked against the leaves the log holds for the case."""
-        for leaf in self.log.leaves_of_case(report.case_id):
+        """A sound chain, checked against the log: against the leaves it holds for the
+        case, then against the latest signed tree head itself. The leaf rows are only a
+        table; the signed root is what no one can rewrite without the signing key."""
+        leaves = self.log.leaves_of_case(report.case_id)
+        for leaf in leaves:
             seq = int(leaf["seq"])
             if seq not in hashes:
                 return _fault(
@@ -509,7 +542,83 @@ class Runtime:
                     "the stored event does not match its leaf in the transparency log: it "
                     "was rewritten after it was sealed",
                 )
+        return self._against_signed_head(report, hashes, leaves)
+
+    def _against_signed_head(
+        self, report: ChainReport, hashes: dict[int, str], leaves: list[dict[str, Any]]
+    ) -> ChainReport:
+        """The case's last event under the latest signed tree head must prove its inclusion
+        in that head's root. The chain makes that one proof speak for every event before
+        it; when it fails, a binary search finds the first event that can no longer be
+        proven (a rewritten leaf row also spoils the proofs of its neighbours, so that may
+        be a little before the first rewritten event)."""
+        head = self.log.tree_head()
+        if head is None or self.signing_key is None:
+            return self._uncovered_marked(report, hashes, 0)
+        covered = [leaf for leaf in leaves if int(leaf["leaf_index"]) < head.tree_size]
+        if not covered:
+            return self._uncovered_marked(report, hashes, 0)
+        try:
+            self._check_head_signature(head)
+        except SignatureError as failure:
+            return _fault(
+                report, int(covered[0]["seq"]), f"the latest tree head is forged: {failure}"
+            )
+
+        def signed(leaf: dict[str, Any]) -> bool:
+            try:
+                proof = self.log.inclusion(leaf, head)
+                merkle.verify_inclusion(
+                    merkle.leaf_hash(bytes.fromhex(hashes[int(leaf["seq"])])),
+                    int(leaf["leaf_index"]),
+                    head.tree_size,
+                    proof.proof,
+                    bytes.fromhex(head.root_hash),
+                )
+            except (ProofError, LedgerIntegrityError, ValueError):
+                return False
+            return True
+
+        if signed(covered[-1]):
+            return self._uncovered_marked(report, hashes, int(covered[-1]["seq"]))
+        low, high = 0, len(covered) - 1  # covered[high] fails; find the first that does
+        while low < high:
+            middle = (low + high) // 2
+            if signed(covered[middle]):
+                low = middle + 1
+            else:
+                high = middle
+        return _fault(
+            report,
+            int(covered[low]["seq"]),
+            f"from this event on the case cannot be proven against the signed tree head "
+            f"of size {head.tree_size}: events, or the log's rows for them, were rewritten "
+            "after signing",
+        )
+
+    def _uncovered_marked(
+        self, report: ChainReport, hashes: dict[int, str], covered_to: int
+    ) -> ChainReport:
+        """Events no signed tree head covers yet must carry the writer's mark."""
+        later = [seq for seq in sorted(hashes) if seq > covered_to]
+        unmarked = set(self.marks.unmarked(hashes[seq] for seq in later))
+        for seq in later:
+            if hashes[seq] in unmarked:
+                return _fault(
+                    report,
+                    seq,
+                    "the event was not recorded by this ledger's writer (it has no valid "
+                    "mark): it was written into the database directly",
+                )
         return report
+
+    def _check_head_signature(self, head: TreeHead) -> None:
+        # One verification per tree head, not per read.
+        if self._verified_head == (head.tree_size, head.signature):
+            return
+        assert self.signing_key is not None
+        verify_tree_head(head, self.signing_key.public_key)
+        self._verified_head = (head.tree_size, head.signature)
 
     def all_case_ids(self) -> list[str]:
         """Every case in the store, from the notification log (not from a view)."""

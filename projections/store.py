@@ -69,10 +69,23 @@ CREATE TABLE IF NOT EXISTS idempotency_receipts (
 """
 
 
+# The writer's mark on every event it records: an HMAC of the event hash under a ledger
+# secret that lives wrapped by the master key, outside the database. A row inserted into
+# the event table by anyone else has no valid mark, so the sealer will not put it in the
+# log and verification names it.
+EVENT_MARKS_DDL = """
+CREATE TABLE IF NOT EXISTS event_marks (
+    event_hash TEXT PRIMARY KEY,
+    mark TEXT NOT NULL
+)
+"""
+
+
 class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
     def construct_create_table_statements(self) -> list[str]:
         statements = super().construct_create_table_statements()
         statements.append(RECEIPTS_DDL.replace("{bigint}", "INTEGER"))
+        statements.append(EVENT_MARKS_DDL)
         return statements
 
     def _insert_events(
@@ -84,6 +97,9 @@ class SQLiteLedgerRecorder(SQLiteApplicationRecorder):
                 "INSERT INTO idempotency_receipts VALUES (?,?,?,?,?,?,?)",
                 [receipt.row() for receipt in receipts],
             )
+        marks: Sequence[tuple[str, str]] = kwargs.get("marks") or ()
+        if marks:
+            c.executemany("INSERT INTO event_marks VALUES (?,?)", list(marks))
         return super()._insert_events(c, stored_events, **kwargs)
 
     def events_with_positions(
@@ -109,6 +125,11 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         self.insert_receipt_statement = SQL(
             "INSERT INTO {table} VALUES (%s,%s,%s,%s,%s,%s,%s)"
         ).format(table=receipts)
+        marks = Identifier(self.datastore.schema, "event_marks")
+        self.sql_create_statements.append(
+            SQL(EVENT_MARKS_DDL.replace("event_marks", "{table}")).format(table=marks)
+        )
+        self.insert_mark_statement = SQL("INSERT INTO {table} VALUES (%s,%s)").format(table=marks)
         self.events_with_positions_statement = SQL(
             "SELECT originator_version, state, notification_id FROM {table} "
             "WHERE originator_id = %s AND originator_version BETWEEN %s AND %s "
@@ -123,6 +144,9 @@ class PostgresLedgerRecorder(PostgresApplicationRecorder):
         receipts: Sequence[Receipt] = kwargs.get("receipts") or ()
         for receipt in receipts:
             curs.execute(self.insert_receipt_statement, receipt.row())
+        marks: Sequence[tuple[str, str]] = kwargs.get("marks") or ()
+        if marks:
+            curs.executemany(self.insert_mark_statement, list(marks))
 
     def events_with_positions(
         self, stream: UUID, first: int, last: int

@@ -33,6 +33,7 @@ from domain.envelope import Record, check_record, format_recorded_at
 from domain.errors import LedgerIntegrityError, ProofError
 from domain.signing import LedgerKey, TreeHead, verify_tree_head
 from projections.follower import LedgerProjection, View
+from projections.marks import EventMarks
 from projections.store import Ledger
 
 log = logging.getLogger("casetrail.transparency")
@@ -93,8 +94,10 @@ class Sealer(LedgerProjection):
         *,
         sign_every_events: int = 256,
         sign_every_seconds: float = 1.0,
+        marks: EventMarks | None = None,
     ) -> None:
         super().__init__(View(ledger, VIEW_NAME, LOG_DDL, tables=["log_leaves", "log_nodes"]))
+        self.marks = marks
         ledger.db.execute_script(TREE_HEADS_DDL)
         self.ledger = ledger
         self.db = ledger.db
@@ -115,6 +118,7 @@ class Sealer(LedgerProjection):
             tree = merkle.CompactRange.from_border(current.size, current.border())
             leaves: list[tuple[int, int, str, int, str]] = []
             nodes: list[tuple[int, bytes]] = []
+            self._check_marked(page)
             for notification, record in page:
                 self._check_sealable(notification, record)
                 index = tree.size
@@ -134,6 +138,20 @@ class Sealer(LedgerProjection):
                 )
                 cursor.executemany("INSERT INTO log_nodes (node_key, hash) VALUES (?, ?)", nodes)
             self._tree = tree
+
+    def _check_marked(self, page: Sequence[tuple[Notification, Record]]) -> None:
+        """No event enters the log without the writer's mark (see projections/marks.py)."""
+        if self.marks is None:
+            return
+        unmarked = set(self.marks.unmarked(str(record.get("hash")) for _, record in page))
+        for notification, record in page:
+            if str(record.get("hash")) in unmarked:
+                raise SealerStopped(
+                    f"feed position {notification.id} (case {record.get('case_id')!r}, seq "
+                    f"{notification.originator_version}) was not recorded by this ledger's "
+                    "writer (it has no valid mark): it was written into the database "
+                    "directly; the sealer will not commit the log to it"
+                )
 
     @staticmethod
     def _check_sealable(notification: Notification, record: Record) -> None:

@@ -166,9 +166,11 @@ class Writer:
         guard_case: CaseGuard | None = None,
         check_payload: CheckPayload | None = None,
         ledger_made: LedgerMade | None = None,
+        mark: Callable[[str], str] | None = None,
         cache_size: int = 50_000,
     ) -> None:
         self.ledger = ledger
+        self.mark = mark
         self.seal_personal = seal_personal
         self.guard_case = guard_case
         self.check_payload = check_payload
@@ -659,7 +661,16 @@ class Writer:
                 )
             events.extend(plan.events)
 
-        positions = self.ledger.record(events, receipts=receipts)
+        marks = (
+            [
+                (record["hash"], self.mark(record["hash"]))
+                for plan in plans
+                for record in plan.records
+            ]
+            if self.mark is not None
+            else []
+        )
+        positions = self.ledger.record(events, receipts=receipts, marks=marks)
 
         split: list[list[int]] = []
         offset = 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from types import SimpleNamespace
 
 from openapi_spec_validator import validate
 from starlette.routing import Route
@@ -10,6 +11,7 @@ from starlette.testclient import TestClient
 
 from api.app import routes
 from api.problems import KINDS
+from projections.runtime import Runtime
 
 
 def test_openapi_document_is_valid_openapi_3_1(client: TestClient) -> None:
@@ -69,6 +71,28 @@ def test_healthz_needs_no_key_and_reports_views(client: TestClient) -> None:
     assert response.status_code == 200
     assert response.json()["status"] == "ok"
     assert "case_state" in response.json()["views"]
+
+
+def test_healthz_says_why_a_view_fails_only_to_an_unscoped_key(
+    client: TestClient, runtime: Runtime
+) -> None:
+    real = runtime.followers["transparency_log"]
+    # A stand-in that keeps failing (the real follower clears its error on its next step).
+    runtime.followers["transparency_log"] = SimpleNamespace(  # type: ignore[assignment]
+        view=real.view, last_error="SealerStopped: case 'secret-case' …"
+    )
+    agent, _ = runtime.api_keys.create("agent", agency="agency-b")
+    try:
+        public = client.get("/healthz", headers={"Authorization": ""}).json()
+        scoped = client.get("/healthz", headers={"Authorization": f"Bearer {agent}"}).json()
+        admin = client.get("/healthz").json()
+    finally:
+        runtime.followers["transparency_log"] = real
+
+    assert public["status"] == scoped["status"] == "degraded"
+    assert public["views"]["transparency_log"]["failing"] is True
+    assert "secret-case" not in str(public) and "secret-case" not in str(scoped)
+    assert "secret-case" in admin["views"]["transparency_log"]["last_error"]
 
 
 def test_every_response_carries_a_request_id(client: TestClient) -> None:

@@ -228,3 +228,116 @@ def use_settings(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> None:
     monkeypatch.setenv("CASETRAIL_MASTER_KEY_PATH", settings.master_key_path)
     monkeypatch.setenv("CASETRAIL_SIGNING_KEY_PATH", settings.signing_key_path)
     assert Path(settings.master_key_path).exists()
+
+
+# -- tampering that keeps every hash right: only the log and the writer's marks see it --
+
+
+def forge_next(runtime: Runtime, case_id: str, **changes: object) -> None:
+    """Insert a well-formed next record straight into the event table, as someone with
+    write access to the database (but not the ledger's keys) could."""
+    from domain.canonical import canonical_bytes
+    from domain.envelope import envelope_hash, parse_stored
+
+    last_seq = max(seq for seq, _ in runtime.iter_records(case_id))
+    last = parse_stored(stored_state(runtime, case_id, last_seq), seq=last_seq)
+    assert isinstance(last, dict)
+    record = {key: value for key, value in last.items() if key != "hash"}
+    record.update(
+        seq=last_seq + 1,
+        prev_hash=last["hash"],
+        type="note.added",
+        payload={"text": "nothing happened"},
+        evidence=[],
+    )
+    record.update(changes)
+    record["hash"] = envelope_hash(record)
+    with runtime.ledger.db.transaction() as cursor:
+        cursor.execute(
+            f"INSERT INTO {stored_table(runtime)} (originator_id, originator_version, topic, "
+            "state) VALUES (?, ?, ?, ?)",
+            [
+                stream_key(runtime, case_id),
+                last_seq + 1,
+                "casetrail.case.recorded.v1",
+                canonical_bytes(record),
+            ],
+        )
+    runtime.writer.forget()
+
+
+def test_a_well_formed_event_written_into_the_database_is_refused_by_the_log(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    runtime.seal_now()
+    forge_next(runtime, case_of_five)
+
+    verdict = client.get(f"/v1/cases/{case_of_five}/verify").json()
+    assert verdict["ok"] is False and verdict["first_bad_seq"] == 6
+    assert "not recorded by this ledger's writer" in verdict["reason"]
+
+    runtime.followers["transparency_log"].wait_for(runtime.head_position(), timeout=2)
+    assert 6 not in {int(leaf["seq"]) for leaf in runtime.log.leaves_of_case(case_of_five)}
+
+    from projections.audit import audit_ledger
+
+    findings = audit_ledger(runtime).findings
+    assert any(f.case_id == case_of_five and f.seq == 6 for f in findings), findings
+
+
+def test_recorded_time_going_backwards_breaks_the_chain(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    forge_next(runtime, case_of_five, recorded_at="2000-01-01T00:00:00.000000Z")
+
+    verdict = client.get(f"/v1/cases/{case_of_five}/verify").json()
+    assert verdict["ok"] is False and verdict["first_bad_seq"] == 6
+    assert "goes back in time" in verdict["reason"]
+
+
+def test_a_rewrite_with_its_log_rows_rewritten_too_fails_against_the_signed_head(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    from domain.canonical import canonical_bytes
+    from domain.envelope import envelope_hash, parse_stored
+
+    runtime.settle(timeout=10)
+    runtime.seal_now()
+    # Rewrite seq 4, re-chain seq 5, and make the log's leaf rows agree with the forgery.
+    previous = None
+    for seq in (4, 5):
+        record = parse_stored(stored_state(runtime, case_of_five, seq), seq=seq)
+        assert isinstance(record, dict)
+        record = {key: value for key, value in record.items() if key != "hash"}
+        if seq == 4:
+            record["payload"] = {"text": "nothing happened"}
+        else:
+            record["prev_hash"] = previous
+        record["hash"] = envelope_hash(record)
+        previous = record["hash"]
+        rewrite(runtime, case_of_five, seq, canonical_bytes(record))
+        with runtime.ledger.db.transaction() as cursor:
+            cursor.execute(
+                "UPDATE log_leaves SET event_hash = ? WHERE case_id = ? AND seq = ?",
+                [record["hash"], case_of_five, seq],
+            )
+
+    verdict = client.get(f"/v1/cases/{case_of_five}/verify").json()
+    assert verdict["ok"] is False
+    # Seq 4 was rewritten; its leaf row also spoils the proof of its sibling leaf, seq 3.
+    assert verdict["first_bad_seq"] in (3, 4)
+    assert "signed tree head" in verdict["reason"]
+
+
+def test_deleting_the_last_events_with_their_log_rows_is_still_found(
+    client: TestClient, runtime: Runtime, case_of_five: str
+) -> None:
+    runtime.settle(timeout=10)
+    runtime.seal_now()
+    delete(runtime, case_of_five, 5)
+    with runtime.ledger.db.transaction() as cursor:
+        cursor.execute("DELETE FROM log_leaves WHERE case_id = ? AND seq = ?", [case_of_five, 5])
+
+    verdict = client.get(f"/v1/cases/{case_of_five}/verify").json()
+    assert verdict["ok"] is False
+    assert verdict["first_bad_seq"] in (4, 5)
