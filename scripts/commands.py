@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import base64
 import hashlib
+import logging
 import os
 import sys
 from pathlib import Path
@@ -86,6 +87,10 @@ def demo(args: argparse.Namespace, settings: Settings) -> int:
         )
         if args.no_serve:
             return 0
+        if not getattr(args, "verbose", False):
+            # The keys above must stay on screen: the demo keeps its request log quiet.
+            logging.getLogger("casetrail.access").setLevel(logging.WARNING)
+            print("(the request log is off in the demo; `casetrail -v demo` shows it)")
     except BaseException:
         runtime.close()
         raise

@@ -4,6 +4,7 @@ page says, over HTTP against a live server on 127.0.0.1."""
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -189,7 +190,7 @@ def test_the_list_filters_to_cases_with_breaches_and_counts_them(
     breached = officer.get("/desk/cases", params={"breaches": "1"}).text
     assert "d02-sale" in breached and "c02-lease" in breached
     assert "c01-sale" not in breached
-    assert re.search(r"<strong>2</strong> cases match", breached)
+    assert "Cases matching: <strong>2</strong>" in breached
 
     critical = officer.get("/desk/cases", params={"severity": "critical"}).text
     assert "d02-sale" in critical and "c02-lease" not in critical
@@ -198,7 +199,7 @@ def test_the_list_filters_to_cases_with_breaches_and_counts_them(
     assert "d02-sale" in by_agent and "c01-sale" not in by_agent
 
     later = officer.get("/desk/cases", params={"from": "2999-01-01"}).text
-    assert re.search(r"<strong>0</strong> cases match", later)
+    assert "Cases matching: <strong>0</strong>" in later
 
 
 @pytest.mark.parametrize("sort", ["case_id", "updated", "opened", "breaches"])
@@ -267,7 +268,7 @@ def test_the_as_of_picker_shows_the_case_as_the_ledger_stood(officer: httpx.Clie
     row = re.search(r'<tr class="verdict (\w+)" data-obligation="CN-INT-01">', earlier)
     assert row and row.group(1) == "pending"
     assert 'id="event-4"' in earlier and 'id="event-5"' not in earlier
-    assert "as recorded up to" in earlier
+    assert "as the ledger stood after event <strong>#4</strong>" in earlier
 
     csv_text = officer.get(
         "/desk/cases/d02-sale/verdicts.csv", params={"as_of": before_mandate}
@@ -339,7 +340,9 @@ def test_verifying_a_bundle_never_touches_the_ledger(
         data={"csrf": csrf_of(page.text)},
         files={"bundle": ("d02.bundle.json", bundle, "application/json")},
     )
-    assert sound.status_code == 200 and "The bundle is sound." in sound.text
+    # Without a key to trust, the page says the bundle is consistent, and no more.
+    assert sound.status_code == 200 and "who made it was not checked" in sound.text
+    assert "The bundle is sound." not in sound.text
 
     tampered = bundle.replace(b"agent-a1", b"agent-a9", 1)
     broken = officer.post(
@@ -385,3 +388,141 @@ def test_every_page_forbids_framing_and_outside_scripts(officer: httpx.Client) -
         assert "default-src 'self'" in policy and "frame-ancestors 'none'" in policy
         assert response.headers["cache-control"] == "no-store"
         assert "http://" not in response.text.split("<body", 1)[0]
+
+
+# -- what an adversarial trial of the desk found ------------------------------------------
+
+
+def test_a_form_body_must_declare_a_length_the_form_can_use(desk_ledger: DeskLedger) -> None:
+    with socket.create_connection(("127.0.0.1", desk_ledger.server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /desk/sign-in HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: multipart/form-data; boundary=bb\r\n"
+            b"Content-Length: 3000000000\r\n\r\n--bb\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 413")
+    with socket.create_connection(("127.0.0.1", desk_ledger.server.port), timeout=10) as sock:
+        sock.sendall(
+            b"POST /desk/sign-out HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\n10\r\ncsrf=x&key=y&z=1\r\n"
+        )
+        assert sock.recv(4096).startswith(b"HTTP/1.1 411")
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        {"tz": "America"},
+        {"tz": "Asia"},
+        {"tz": "x" * 300},
+        {"tz": "../../etc/passwd"},
+        {"as_of": "0001-01-01T00:00:00+14:00"},
+        {"as_of": "9999-12-31T23:59:59-14:00"},
+        {"from": "0001-01-01", "to": "9999-12-31"},
+        {"agency": "agency-a\x00", "agent": "\x00", "phase": "x\x00"},
+        {"after": "WyJ6enoiLCJtIl0", "sort": "breaches"},  # ["zzz","m"]: text for a number
+        {"after": "WzUsIm0iXQ", "sort": "updated"},  # [5,"m"]: a number for text
+    ],
+)
+def test_no_query_value_makes_a_desk_page_fail(
+    desk_ledger: DeskLedger, officer: httpx.Client, query: dict[str, str]
+) -> None:
+    for path in ("/desk/cases", "/desk/cases/d02-sale", "/desk/cases/d02-sale/verdicts.csv"):
+        assert officer.get(path, params=query).status_code == 200, (path, query)
+    with httpx.Client(base_url=desk_ledger.url, cookies={"desk_tz": "Europe"}) as anonymous:
+        assert anonymous.get("/desk/sign-in", params=query).status_code == 200
+
+
+@pytest.mark.parametrize("month", ["0000-01", "9999-12", "2024-13", "1899-12"])
+def test_reports_take_only_real_months(officer: httpx.Client, month: str) -> None:
+    for path in ("/desk/reports", "/desk/reports/breaches.csv"):
+        assert officer.get(path, params={"from": month, "to": month}).status_code == 200
+
+
+def test_a_cursor_of_the_wrong_type_reads_as_the_first_page() -> None:
+    from api.desk.views import parse_cursor
+
+    assert parse_cursor("WyJ6enoiLCJtIl0", "breaches") is None
+    assert parse_cursor("WzUsIm0iXQ", "updated") is None
+    assert parse_cursor("WzUsIm0iXQ", "breaches") == (5, "m")
+
+
+def test_signing_out_without_the_token_changes_nothing_and_signing_in_again_ends_the_old(
+    desk_ledger: DeskLedger,
+) -> None:
+    with signed_in(desk_ledger, desk_ledger.compliance) as browser:
+        first = dict(browser.cookies)
+        browser.post("/desk/sign-out", data={"csrf": "wrong"})
+        assert browser.get("/desk/cases").status_code == 200  # still signed in
+
+        page = browser.get("/desk/sign-in")
+        browser.post(
+            "/desk/sign-in", data={"csrf": csrf_of(page.text), "key": desk_ledger.lease_agent}
+        )
+        assert "lease" in browser.get("/desk/cases").text
+    with httpx.Client(base_url=desk_ledger.url, cookies=first) as replay:
+        assert replay.get("/desk/cases").status_code == 303  # the first session has ended
+
+
+def test_downloads_and_static_files_carry_the_security_headers(officer: httpx.Client) -> None:
+    for path in (
+        "/desk/cases/d02-sale/verdicts.csv",
+        "/desk/cases/d02-sale/bundle.json",
+        "/desk/reports/breaches.csv",
+        "/desk/static/desk.css",
+        "/desk/nowhere",
+    ):
+        headers = officer.get(path).headers
+        assert headers["x-content-type-options"] == "nosniff", path
+        assert headers["cache-control"] == "no-store", path
+        assert "frame-ancestors 'none'" in headers["content-security-policy"], path
+
+
+def test_the_timeline_names_the_key_that_recorded_each_event(officer: httpx.Client) -> None:
+    page = officer.get("/desk/cases/d02-sale").text
+    assert "Recorded with key" in page and "demo-loader" in page
+
+
+def test_the_service_figures_follow_the_agent_filter(officer: httpx.Client) -> None:
+    everyone = officer.get("/desk/reports").text
+    nobody = officer.get("/desk/reports", params={"agent": "no-such-agent"}).text
+    assert "Complaint handling against the targets" in everyone
+    assert re.search(r"Handovers</dt><dd>0<", nobody)
+    assert "Nothing in this period." in nobody.split("complaints-title", 1)[1]
+
+
+def test_a_long_case_shows_its_timeline_a_page_at_a_time(
+    desk_ledger: DeskLedger, officer: httpx.Client
+) -> None:
+    from tests.conftest import note, opened
+
+    admin, _ = desk_ledger.runtime.api_keys.create("admin", name="long case")
+    with httpx.Client(
+        base_url=desk_ledger.url, headers={"Authorization": f"Bearer {admin}"}, timeout=30
+    ) as api:
+        assert api.post("/v1/cases/long-1/events", json=opened()).status_code == 201
+        for start in range(0, 540, 90):
+            notes = [note(f"call {n}") for n in range(start, start + 90)]
+            assert api.post("/v1/cases/long-1/events", json={"events": notes}).status_code == 201
+
+    first = officer.get("/desk/cases/long-1").text
+    assert first.count('<li id="event-') == 500
+    assert "Events 1–500 of 541" in first and 'rel="next"' in first
+    second = officer.get("/desk/cases/long-1", params={"tl": "2"}).text
+    assert second.count('<li id="event-') == 41 and 'id="event-541"' in second
+
+
+def test_a_broken_case_yields_no_verdicts_file_and_no_bundle(tmp_path: Path) -> None:
+    from tests.test_tamper import flip_one_byte
+
+    ledger = DeskLedger(tmp_path / "broken", ["D-02"])
+    try:
+        flip_one_byte(ledger.runtime, "d02-sale", 4)
+        with signed_in(ledger, ledger.compliance) as browser:
+            for path in ("/desk/cases/d02-sale/verdicts.csv", "/desk/cases/d02-sale/bundle.json"):
+                answer = browser.get(path)
+                assert answer.status_code == 500
+                assert "does not verify at seq 4" in answer.text
+                assert answer.headers["content-type"].startswith("text/html")
+    finally:
+        ledger.close()

@@ -91,7 +91,7 @@ def test_signing_in_and_filtering_the_list_to_cases_with_breaches(
     expect(page).to_have_url(re.compile(r"breaches=1"))
     expect(page.get_by_role("link", name="d02-sale")).to_be_visible()
     expect(page.get_by_role("link", name="c01-sale")).to_have_count(0)
-    expect(page.locator(".counts")).to_contain_text("2 cases match")
+    expect(page.locator(".counts")).to_contain_text("Cases matching: 2")
 
 
 def test_a_dispute_case_shows_its_breach_with_evidence_and_a_green_badge(
@@ -128,13 +128,15 @@ def test_moving_the_as_of_picker_before_the_breach_shows_it_pending(
     picker = page.get_by_label("As the ledger stood")
     moment = picker.locator("option", has_text="after event #4 ").get_attribute("value")
     assert moment
-    picker.select_option(moment)
+    picker.select_option(moment)  # from the keyboard, as here, the choice waits for Show
+    page.get_by_role("button", name="Show", exact=True).click()
     expect(page).to_have_url(re.compile(r"as_of="))
     expect(verdict_row(page, "CN-INT-01").locator(".status")).to_have_text("pending")
     expect(page.locator("#event-5")).to_have_count(0)
 
     picker = page.get_by_label("As the ledger stood")
     picker.select_option(index=0)
+    page.get_by_role("button", name="Show", exact=True).click()
     expect(verdict_row(page, "CN-INT-01").locator(".status")).to_have_text("breached")
 
 
@@ -185,6 +187,7 @@ def test_the_reports_page_draws_its_charts(page: Page, desk_ledger: DeskLedger) 
     expect(page.locator("svg.chart rect").first).to_be_visible()
 
     page.get_by_label("Agency").select_option("agency-l")
+    page.get_by_role("button", name="Show report").click()
     expect(page).to_have_url(re.compile(r"agency=agency-l"))
     expect(
         page.get_by_role("heading", name="Complaint handling against the targets")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, tzinfo
 from functools import cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from starlette.requests import Request
@@ -20,6 +21,7 @@ LANGUAGE_NAMES = {"en": "English", "zh": "中文"}
 
 MESSAGES: dict[str, dict[str, str]] = {
     "app.title": {"en": "casetrail compliance desk", "zh": "casetrail 合规工作台"},
+    "app.subtitle": {"en": "compliance desk", "zh": "合规工作台"},
     "nav.cases": {"en": "Cases", "zh": "案件"},
     "nav.reports": {"en": "Reports", "zh": "报表"},
     "nav.verify": {"en": "Verify a bundle", "zh": "核验证据包"},
@@ -64,7 +66,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "cases.sort.opened": {"en": "Opened, newest first", "zh": "开立时间（新到旧）"},
     "cases.sort.breaches": {"en": "Most breaches first", "zh": "违规最多优先"},
     "cases.apply": {"en": "Show cases", "zh": "显示案件"},
-    "cases.count": {"en": "cases match", "zh": "个案件符合条件"},
+    "cases.count": {"en": "Cases matching", "zh": "符合条件的案件"},
     "cases.count_breached": {"en": "with open breaches", "zh": "存在未结违规"},
     "cases.count_complaints": {"en": "open complaints", "zh": "未结投诉"},
     "cases.none": {"en": "No case matches these filters.", "zh": "没有符合条件的案件。"},
@@ -89,9 +91,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "case.as_of.after": {"en": "after event", "zh": "事件之后"},
     "case.as_of.show": {"en": "Show", "zh": "查看"},
     "case.as_of.note": {
-        "en": "Showing the case, its timeline and its verdicts as recorded up to",
-        "zh": "以下为截至该时点已记录的案件、时间线与判定：",
+        "en": "Showing the case, its timeline and its verdicts as the ledger stood after event",
+        "zh": "以下为账本记录至该事件之后的案件、时间线与判定：事件",
     },
+    "case.as_of.recorded": {"en": "recorded", "zh": "记录于"},
     "case.downloads": {"en": "Downloads", "zh": "下载"},
     "case.bundle": {
         "en": "Dispute bundle (JSON, verifiable offline)",
@@ -120,6 +123,18 @@ MESSAGES: dict[str, dict[str, str]] = {
         "zh": "发生很久之后才记录：证明力较弱",
     },
     "timeline.actor": {"en": "By", "zh": "操作人"},
+    "timeline.recorded_by": {"en": "Recorded with key", "zh": "记录所用密钥"},
+    "timeline.summary": {"en": "events", "zh": "个事件"},
+    "timeline.late_summary": {
+        "en": "recorded more than {late} after they occurred (late entries: weaker evidence)",
+        "zh": "个在发生 {late} 之后才记录（补录：证明力较弱）",
+    },
+    "timeline.earlier": {"en": "Earlier events", "zh": "较早的事件"},
+    "timeline.later": {"en": "Later events", "zh": "较晚的事件"},
+    "timeline.page": {
+        "en": "Events {first}–{last} of {total}",
+        "zh": "第 {first}–{last} 个事件，共 {total} 个",
+    },
     "timeline.evidence": {"en": "Documents", "zh": "文件"},
     "timeline.sealed": {"en": "sealed personal data", "zh": "已加密的个人信息"},
     "timeline.hash": {"en": "Event hash", "zh": "事件哈希"},
@@ -149,6 +164,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "verdicts.settled.met": {"en": "met at", "zh": "履行于"},
     "verdicts.settled.breached": {"en": "breached at", "zh": "违规于"},
     "verdicts.settled.waived": {"en": "waived at", "zh": "豁免于"},
+    "verdicts.basis_title": {"en": "How firm the legal ground is", "zh": "法律依据的可靠程度"},
     "verdicts.none": {"en": "No verdicts.", "zh": "没有判定。"},
     "status.met": {"en": "met", "zh": "已履行"},
     "status.breached": {"en": "breached", "zh": "违规"},
@@ -191,6 +207,7 @@ MESSAGES: dict[str, dict[str, str]] = {
     "reports.none": {"en": "Nothing in this period.", "zh": "该期间无数据。"},
     "reports.score": {"en": "Score", "zh": "分数"},
     "reports.responses": {"en": "Responses", "zh": "答复数"},
+    "reports.responses_count": {"en": "responses", "zh": "份答复"},
     "verify.title": {"en": "Verify a dispute bundle", "zh": "核验争议证据包"},
     "verify.help": {
         "en": "Upload a bundle exported from a casetrail ledger. It is checked here with the "
@@ -217,6 +234,10 @@ MESSAGES: dict[str, dict[str, str]] = {
     "verify.consistency": {"en": "Its consistency proof (JSON)", "zh": "对应的一致性证明（JSON）"},
     "verify.submit": {"en": "Verify", "zh": "核验"},
     "verify.sound": {"en": "The bundle is sound.", "zh": "证据包核验通过。"},
+    "verify.sound_own_key": {
+        "en": "The bundle is consistent, but who made it was not checked.",
+        "zh": "证据包内部一致，但未核实其签署方。",
+    },
     "verify.broken": {"en": "The bundle does not verify.", "zh": "证据包核验未通过。"},
     "verify.own_key": {
         "en": "Checked against the key inside the bundle; give the ledger's published key to "
@@ -227,6 +248,63 @@ MESSAGES: dict[str, dict[str, str]] = {
     "error.title": {"en": "Something is wrong", "zh": "出现问题"},
     "error.back": {"en": "Back to the cases", "zh": "返回案件列表"},
 }
+
+# Words of the ledger that neither the catalogue nor the policy translates.
+VALUES = {
+    "kind": {
+        "sale": {"en": "sale", "zh": "出售"},
+        "purchase": {"en": "purchase", "zh": "购买"},
+        "lease": {"en": "lease (letting)", "zh": "出租"},
+        "rental": {"en": "rental (renting)", "zh": "承租"},
+    },
+    "party_role": {
+        "seller": {"en": "seller", "zh": "卖方"},
+        "buyer": {"en": "buyer", "zh": "买方"},
+        "landlord": {"en": "landlord", "zh": "出租人"},
+        "tenant": {"en": "tenant", "zh": "承租人"},
+        "co_owner": {"en": "co-owner", "zh": "共有人"},
+        "prospect": {"en": "prospect", "zh": "意向客户"},
+    },
+    "key_role": {
+        "integrator": {"en": "integrator", "zh": "集成方"},
+        "agent": {"en": "agent", "zh": "经纪人"},
+        "compliance": {"en": "compliance officer", "zh": "合规专员"},
+        "auditor": {"en": "auditor", "zh": "审计员"},
+        "admin": {"en": "administrator", "zh": "管理员"},
+    },
+    "basis": {
+        "V": {"en": "checked against the law's text", "zh": "已对照法规原文核实"},
+        "V2": {"en": "from a secondary source", "zh": "来自二手资料"},
+        "R": {"en": "recalled, not yet verified", "zh": "凭记忆，尚未核实"},
+        "I": {"en": "internal practice", "zh": "内部规范"},
+        "D": {"en": "court practice", "zh": "司法实践"},
+    },
+}
+
+
+def value(group: str, raw: Any, lang: str) -> str:
+    """A ledger value in the viewer's language; an unknown one as it was recorded."""
+    entry = VALUES.get(group, {}).get(str(raw))
+    return entry.get(lang, entry["en"]) if entry else ("—" if raw is None else str(raw))
+
+
+UNITS = {
+    "D": {"en": ("day", "days"), "zh": ("天", "天")},
+    "H": {"en": ("hour", "hours"), "zh": ("小时", "小时")},
+    "W": {"en": ("week", "weeks"), "zh": ("周", "周")},
+}
+
+
+def duration(text: str, lang: str) -> str:
+    """A policy's simple ISO 8601 duration in words (P2D: 2 days); others as written."""
+    body = text.removeprefix("PT") if text.startswith("PT") else text.removeprefix("P")
+    number, unit = body[:-1], body[-1:]
+    if not number.isdigit() or unit not in UNITS:
+        return text
+    one, many = UNITS[unit].get(lang, UNITS[unit]["en"])
+    space = "" if lang == "zh" else " "
+    return f"{number}{space}{one if number == '1' else many}"
+
 
 CHECK_NAMES = {
     "format": {"en": "the bundle's format", "zh": "证据包格式"},
@@ -307,9 +385,12 @@ def known_zones() -> frozenset[str]:
 
 def choose_zone(request: Request) -> tuple[str, tzinfo]:
     name = request.query_params.get("tz") or request.cookies.get("desk_tz") or "UTC"
+    # Only names of the zone database: ZoneInfo would try to open anything else as a path.
+    if name not in known_zones():
+        return "UTC", UTC
     try:
         return name, ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):
         return "UTC", UTC
 
 

@@ -35,9 +35,10 @@ from starlette.templating import Jinja2Templates
 from starlette.types import Receive, Scope, Send
 
 from api.desk import charts, i18n, views
+from api.desk.guard import DeskGuard
 from domain.bundle import BundleCheckFailed, parse_bundle, verify_bundle
 from domain.catalogue import CASE_ID_PATTERN
-from domain.errors import CasetrailError, SignatureError
+from domain.errors import CasetrailError, ChainBroken, SignatureError
 from domain.signing import public_key_from_text
 from projections.apikeys import Principal
 from projections.attribution import report_breaches_csv
@@ -77,6 +78,7 @@ def desk_app(runtime: Runtime) -> Starlette:
     app = Starlette(
         routes=desk_routes(),
         middleware=[
+            Middleware(DeskGuard),
             Middleware(
                 SessionMiddleware,
                 secret_key=secret,
@@ -85,7 +87,7 @@ def desk_app(runtime: Runtime) -> Starlette:
                 path="/desk",
                 same_site="strict",
                 https_only=runtime.settings.desk_secure_cookie,
-            )
+            ),
         ],
         exception_handlers={
             SignInRequired: _to_sign_in,
@@ -142,7 +144,13 @@ def _csrf_ok(request: Request, form: Any) -> bool:
     return bool(expected) and hmac.compare_digest(expected, given)
 
 
-def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+async def _render(request: Request, template: str, status: int = 200, **context: Any) -> Response:
+    """Render in a worker thread: a page of thousands of events takes a while, and the
+    event loop must keep answering everyone else meanwhile."""
+    return await run_in_threadpool(_render_now, request, template, status, **context)
+
+
+def _render_now(request: Request, template: str, status: int = 200, **context: Any) -> Response:
     lang = i18n.choose_language(request)
     zone_name, zone = i18n.choose_zone(request)
     principal = request.scope.get("casetrail.principal")
@@ -152,6 +160,9 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
 
     def when(value: str | None) -> str:
         return i18n.show_moment(value, zone)
+
+    def value(group: str, raw: Any) -> str:
+        return i18n.value(group, raw, lang)
 
     def here(**changes: Any) -> str:
         query = dict(request.query_params)
@@ -168,6 +179,7 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
         {
             "t": t,
             "when": when,
+            "value": value,
             "here": here,
             "lang": lang,
             "languages": i18n.LANGUAGE_NAMES,
@@ -182,13 +194,7 @@ def _render(request: Request, template: str, status: int = 200, **context: Any) 
         },
         status_code=status,
     )
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
-        "frame-ancestors 'none'; form-action 'self'"
-    )
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
+    return response  # DeskGuard adds the security headers
 
 
 async def _to_sign_in(request: Request, error: Exception) -> Response:
@@ -199,7 +205,7 @@ async def _to_sign_in(request: Request, error: Exception) -> Response:
 async def _desk_http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, HTTPException)
     message = "There is no such page." if error.status_code == 404 else str(error.detail)
-    return _render(request, "error.html", status=error.status_code, message=message)
+    return await _render(request, "error.html", status=error.status_code, message=message)
 
 
 async def _desk_error(request: Request, error: Exception) -> Response:
@@ -207,7 +213,7 @@ async def _desk_error(request: Request, error: Exception) -> Response:
     from api.problems import KINDS
 
     status = KINDS[error.kind].status if error.kind in KINDS else 500
-    return _render(request, "error.html", status=status, message=error.message)
+    return await _render(request, "error.html", status=status, message=error.message)
 
 
 def _safe_next(target: str | None) -> str:
@@ -237,16 +243,24 @@ async def sign_in(request: Request) -> Response:
     runtime = _runtime(request)
     next_page = _safe_next(request.query_params.get("next"))
     if request.method == "GET":
-        return _render(request, "sign_in.html", next=next_page, failed=None)
+        return await _render(request, "sign_in.html", next=next_page, failed=None)
 
     form = await request.form()
     if not _csrf_ok(request, form):
-        return _render(request, "sign_in.html", status=400, next=next_page, failed="csrf.failed")
+        return await _render(
+            request, "sign_in.html", status=400, next=next_page, failed="csrf.failed"
+        )
     token = str(form.get("key", "")).strip()
     principal = await run_in_threadpool(runtime.api_keys.authenticate, token)
     if principal is None:
-        return _render(request, "sign_in.html", status=401, next=next_page, failed="sign_in.failed")
+        return await _render(
+            request, "sign_in.html", status=401, next=next_page, failed="sign_in.failed"
+        )
 
+    # Signing in as someone else ends the session this browser had: one live session each.
+    previous = request.session.get("sid")
+    if previous:
+        await run_in_threadpool(runtime.api_keys.end_session, previous)
     session_id = await run_in_threadpool(runtime.api_keys.start_session, principal)
     request.session.clear()
     request.session["sid"] = session_id
@@ -255,8 +269,12 @@ async def sign_in(request: Request) -> Response:
 
 
 async def sign_out(request: Request) -> Response:
+    """Ends the session on the server and in the browser, or, without the session's CSRF
+    token, does nothing at all: half an ending would leave a copied cookie working."""
     form = await request.form()
-    if _csrf_ok(request, form) and request.session.get("sid"):
+    if not _csrf_ok(request, form):
+        return RedirectResponse("/desk/cases", status_code=303)
+    if request.session.get("sid"):
         await run_in_threadpool(_runtime(request).api_keys.end_session, request.session["sid"])
     request.session.clear()
     return RedirectResponse("/desk/sign-in", status_code=303)
@@ -281,22 +299,23 @@ async def case_list(request: Request) -> Response:
     viewer = _viewer(request)
     runtime = _runtime(request)
     query = request.query_params
+    sort = str(query.get("sort")) if query.get("sort") in views.SORTS else "updated"
     chosen = views.CaseFilter(
-        agency=query.get("agency") or None,
-        agent=query.get("agent") or None,
-        phase=query.get("phase") or None,
+        agency=_text(query.get("agency")),
+        agent=_text(query.get("agent")),
+        phase=_text(query.get("phase")),
         with_breaches=query.get("breaches") == "1",
-        severity=query.get("severity") or None,
+        severity=_text(query.get("severity")),
         opened_from=_date_bound(query.get("from")),
         opened_to=_date_bound(query.get("to")),
-        sort=str(query.get("sort")) if query.get("sort") in views.SORTS else "updated",
-        after=views.parse_cursor(query.get("after")),
-        before=views.parse_cursor(query.get("before")) if not query.get("after") else None,
+        sort=sort,
+        after=views.parse_cursor(query.get("after"), sort),
+        before=views.parse_cursor(query.get("before"), sort) if not query.get("after") else None,
     )
     listing, choices = await run_in_threadpool(
         lambda: (views.list_cases(runtime, viewer, chosen), views.filter_choices(runtime, viewer))
     )
-    return _render(
+    return await _render(
         request,
         "cases.html",
         listing=listing,
@@ -312,13 +331,19 @@ async def case_page(request: Request) -> Response:
     runtime = _runtime(request)
     case_id = _case_id(request)
     as_of = _as_of(request.query_params.get("as_of"))
-    view = await run_in_threadpool(views.case_view, runtime, case_id, viewer, as_of)
+    page = request.query_params.get("tl", "1")
+    timeline_page = int(page) if page.isascii() and page.isdigit() and len(page) < 7 else 1
+    view = await run_in_threadpool(views.case_view, runtime, case_id, viewer, as_of, timeline_page)
     show_all = request.query_params.get("all") == "1"
-    return _render(
+    return await _render(
         request,
         "case.html",
         view=view,
         show_all=show_all,
+        timeline_size=views.TIMELINE_PAGE,
+        late_after=i18n.duration(
+            runtime.policy.settings.late_entry_after.text, i18n.choose_language(request)
+        ),
         roles=runtime.catalogue.actor_roles,
         phases={p["id"]: p for p in runtime.catalogue.phases},
     )
@@ -329,6 +354,7 @@ async def case_verdicts_csv(request: Request) -> Response:
     case_id = _case_id(request)
     as_of = _as_of(request.query_params.get("as_of"))
     view = await run_in_threadpool(views.case_view, _runtime(request), case_id, viewer, as_of)
+    views.ensure_sound(view)  # verdicts on a broken case would rest on forged evidence
     out = io.StringIO()
     csv.writer(out, lineterminator="\n").writerows(views.verdicts_csv_rows(view))
     return Response(
@@ -345,6 +371,14 @@ async def case_bundle(request: Request) -> Response:
 
     def build() -> dict[str, Any]:
         runtime.visible_case(case_id, viewer)
+        report = runtime.verify_case(case_id)
+        if report.fault is not None:
+            raise ChainBroken(
+                f"case {case_id!r} does not verify at seq {report.fault.seq}: "
+                f"{report.fault.reason}; no bundle is made of a broken case",
+                case_id=case_id,
+                seq=report.fault.seq,
+            )
         return runtime.bundle(case_id)
 
     bundle = await run_in_threadpool(build)
@@ -358,7 +392,8 @@ async def case_bundle(request: Request) -> Response:
 def _period(request: Request) -> views.Period:
     def month(name: str) -> str | None:
         raw = request.query_params.get(name, "")
-        return raw if MONTH.fullmatch(raw) and "01" <= raw[5:] <= "12" else None
+        fits = MONTH.fullmatch(raw) and "1900" <= raw[:4] <= "9998" and "01" <= raw[5:] <= "12"
+        return raw if fits else None
 
     return views.Period(first=month("from"), last=month("to"))
 
@@ -372,8 +407,8 @@ async def reports_page(request: Request) -> Response:
         views.report_view,
         runtime,
         viewer,
-        query.get("agency") or None,
-        query.get("agent") or None,
+        _text(query.get("agency")),
+        _text(query.get("agent")),
         period,
     )
     choices = await run_in_threadpool(views.filter_choices, runtime, viewer)
@@ -399,7 +434,7 @@ async def reports_page(request: Request) -> Response:
         if data["aftercare"]["responses"]
         else ""
     )
-    return _render(
+    return await _render(
         request,
         "reports.html",
         data=data,
@@ -418,8 +453,8 @@ async def reports_csv(request: Request) -> Response:
         views.breaches_report,
         _runtime(request),
         viewer,
-        query.get("agency") or None,
-        query.get("agent") or None,
+        _text(query.get("agency")),
+        _text(query.get("agent")),
         _period(request),
     )
     return Response(
@@ -432,12 +467,12 @@ async def reports_csv(request: Request) -> Response:
 async def verify_page(request: Request) -> Response:
     _viewer(request)
     if request.method == "GET":
-        return _render(request, "verify.html", result=None, ledger_key=_ledger_key(request))
+        return await _render(request, "verify.html", result=None, ledger_key=_ledger_key(request))
 
     # Browsers always send the length of a form; refuse a body too large before reading it.
     length = request.headers.get("content-length", "")
     if not length.isdigit() or int(length) > 3 * MAX_UPLOAD + 65536:
-        return _render(
+        return await _render(
             request,
             "verify.html",
             status=413,
@@ -445,9 +480,11 @@ async def verify_page(request: Request) -> Response:
         )
     async with request.form(max_files=3, max_fields=10) as form:
         if not _csrf_ok(request, form):
-            return _render(request, "verify.html", status=400, result={"error": "csrf.failed"})
+            return await _render(
+                request, "verify.html", status=400, result={"error": "csrf.failed"}
+            )
         result = await _verify_upload(form)
-    return _render(request, "verify.html", result=result, ledger_key=_ledger_key(request))
+    return await _render(request, "verify.html", result=result, ledger_key=_ledger_key(request))
 
 
 def _ledger_key(request: Request) -> str:
@@ -512,15 +549,26 @@ def _case_id(request: Request) -> str:
     return case_id
 
 
+def _text(raw: str | None) -> str | None:
+    """A filter value as the database can take it: printable and bounded, or else a value
+    that matches nothing (a NUL byte, say, is in no agency's id, and PostgreSQL refuses
+    it outright)."""
+    if not raw:
+        return None
+    return raw if len(raw) <= 200 and raw.isprintable() else "\u2400"
+
+
 def _as_of(raw: str | None) -> datetime | None:
     """A moment from the as-of picker: RFC 3339, or a datetime-local value taken as UTC."""
-    if not raw:
+    if not raw or len(raw) > 64:
         return None
     try:
         moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
+        moment = moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+        moment.astimezone(UTC)  # an offset that runs off either end of the calendar
+    except (ValueError, OverflowError):
         return None
-    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
+    return moment if 1900 <= moment.year <= 9998 else None
 
 
 def _date_bound(raw: str | None) -> str | None:

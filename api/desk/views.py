@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import base64
 import statistics
+import threading
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -93,12 +95,8 @@ def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[
     )
     rows = _page_of_cases(runtime, tables, where, values, chosen)
 
-    # The chain column is checked now, not taken from the read model: a record altered
-    # in the database after it was projected must show here too.
     for row in rows:
-        report = runtime.verify_case(row["case_id"])
-        row["sound"] = report.ok
-        row["first_bad_seq"] = report.fault.seq if report.fault is not None else None
+        row["sound"], row["first_bad_seq"] = _checked(runtime, row["case_id"], row["last_seq"])
     return {
         "rows": rows,
         "total": int(totals.get("cases") or 0),
@@ -108,6 +106,29 @@ def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[
         "next": _cursor(rows[-1], chosen.sort) if rows and rows[-1].get("more_after") else None,
         "previous": _cursor(rows[0], chosen.sort) if rows and rows[0].get("more_before") else None,
     }
+
+
+CHECK_FRESH_FOR = 60.0
+_checks: dict[tuple[int, str, int], tuple[float, bool, int | None]] = {}
+_checks_lock = threading.Lock()
+
+
+def _checked(runtime: Runtime, case_id: str, last_seq: int) -> tuple[bool, int | None]:
+    """The list's chain column: verified, not read from the view (a record altered after
+    it was projected must show here too), and remembered for a minute per case length,
+    so a page of long cases stays quick. The case page always verifies afresh."""
+    key, now = (id(runtime), case_id, int(last_seq)), time.monotonic()
+    with _checks_lock:
+        cached = _checks.get(key)
+    if cached is not None and now - cached[0] < CHECK_FRESH_FOR:
+        return cached[1], cached[2]
+    report = runtime.verify_case(case_id)
+    answer = (report.ok, report.fault.seq if report.fault is not None else None)
+    with _checks_lock:
+        if len(_checks) > 20_000:
+            _checks.clear()
+        _checks[key] = (now, *answer)
+    return answer
 
 
 def _page_of_cases(
@@ -157,15 +178,20 @@ def _cursor(row: dict[str, Any], sort: str) -> str:
     return base64.urlsafe_b64encode(orjson.dumps([value, row["case_id"]])).decode().rstrip("=")
 
 
-def parse_cursor(text: str | None) -> tuple[Any, str] | None:
-    """A cursor from a page link; anything malformed reads as the first page."""
+def parse_cursor(text: str | None, sort: str) -> tuple[Any, str] | None:
+    """A cursor from a page link; anything malformed reads as the first page. Its value
+    must have the type of the sort's column (PostgreSQL will not compare text with a
+    number), and no text may hold a NUL."""
     if not text or len(text) > 400:
         return None
     try:
         value, case_id = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
     except (ValueError, TypeError, orjson.JSONDecodeError):
         return None
-    if not isinstance(case_id, str) or not isinstance(value, (str, int)) or isinstance(value, bool):
+    wanted = int if sort == "breaches" else str
+    if type(value) is not wanted or not isinstance(case_id, str):
+        return None
+    if "\x00" in case_id or (isinstance(value, str) and "\x00" in value):
         return None
     return value, case_id
 
@@ -215,19 +241,33 @@ class CaseView:
     badge: Badge
     moments: list[dict[str, Any]]
     as_of: str | None
+    as_of_seq: int | None = None
+    events: int = 0
+    late_entries: int = 0
+    timeline_page: int = 1
+    timeline_pages: int = 1
     hidden_after_fault: bool = False
+
+    def page_of(self, seq: int) -> int:
+        """The timeline page that holds event `seq`."""
+        return (seq - 1) // TIMELINE_PAGE + 1
+
+
+TIMELINE_PAGE = 500
 
 
 def case_view(
-    runtime: Runtime, case_id: str, viewer: Principal, as_of: datetime | None
+    runtime: Runtime,
+    case_id: str,
+    viewer: Principal,
+    as_of: datetime | None,
+    timeline_page: int = 1,
 ) -> CaseView:
-    """The case as the ledger stood at `as_of` (recorded time; None = now)."""
+    """The case as the ledger stood at `as_of` (recorded time; None = now). Verdicts and
+    counts cover the whole case; the timeline shows one page of events, so a case of
+    twenty thousand events is as quick to open as one of five hundred."""
     runtime.visible_case(case_id, viewer)
     records, badge = _sound_records(runtime, case_id)
-    moments = [
-        {"seq": record["seq"], "recorded_at": record["recorded_at"], "type": record["type"]}
-        for record in records
-    ]
 
     cutoff = format_recorded_at(as_of) if as_of is not None else None
     shown = [r for r in records if cutoff is None or r["recorded_at"] <= cutoff]
@@ -236,17 +276,39 @@ def case_view(
     verdicts = verdicts_as_json(evaluate(shown, policy, moment)) if shown else []
     late = policy.settings.late_entry_after
 
+    pages = max(1, -(-len(shown) // TIMELINE_PAGE))
+    page = min(max(1, timeline_page), pages)
+    window = shown[(page - 1) * TIMELINE_PAGE : page * TIMELINE_PAGE]
+    # The picker offers the moment after each event of the page shown (and all of a
+    # case that fits on one page).
+    offered = records if len(records) <= TIMELINE_PAGE else window
+    moments = [
+        {"seq": record["seq"], "recorded_at": record["recorded_at"], "type": record["type"]}
+        for record in offered
+    ]
+    timeline = [_entry(runtime, record, late) for record in window]
+
     return CaseView(
         case_id=case_id,
         state=fold(shown, runtime.catalogue) if shown else None,
-        timeline=[_entry(runtime, record, late) for record in shown],
+        timeline=timeline,
         verdicts=verdicts,
         policy=policy.ref(),
         badge=badge,
         moments=moments,
         as_of=cutoff,
+        as_of_seq=shown[-1]["seq"] if cutoff is not None and shown else None,
+        events=len(shown),
+        late_entries=sum(1 for record in shown if _late(record, late)),
+        timeline_page=page,
+        timeline_pages=pages,
         hidden_after_fault=not badge.sound,
     )
+
+
+def _late(record: Record, late: Duration) -> bool:
+    occurred = datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
+    return parse_recorded_at(record["recorded_at"]) > late.after(occurred)
 
 
 def _sound_records(runtime: Runtime, case_id: str) -> tuple[list[Record], Badge]:
@@ -277,8 +339,6 @@ def _sound_records(runtime: Runtime, case_id: str) -> tuple[list[Record], Badge]
 
 
 def _entry(runtime: Runtime, record: Record, late: Duration) -> dict[str, Any]:
-    occurred = datetime.fromisoformat(record["occurred_at"].replace("Z", "+00:00"))
-    recorded = parse_recorded_at(record["recorded_at"])
     kind = runtime.catalogue.types.get(record["type"])
     return {
         "seq": record["seq"],
@@ -286,8 +346,9 @@ def _entry(runtime: Runtime, record: Record, late: Duration) -> dict[str, Any]:
         "labels": kind.labels if kind else {"en": record["type"], "zh": record["type"]},
         "occurred_at": record["occurred_at"],
         "recorded_at": record["recorded_at"],
-        "late": recorded > late.after(occurred),
+        "late": _late(record, late),
         "actor": record["actor"],
+        "recorded_by": record["recorded_by"],
         "summary": _summary(record["payload"]),
         "evidence": record["evidence"],
         "hash": record["hash"],
@@ -295,10 +356,19 @@ def _entry(runtime: Runtime, record: Record, late: Duration) -> dict[str, Any]:
 
 
 def _summary(payload: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """Readable name/value lines for a payload; sealed values stay sealed."""
+    """Readable name/value lines for a payload; sealed values stay sealed. Amounts in
+    minor units read as money in the payload's currency, basis points as percentages."""
     lines: list[tuple[str, str]] = []
+    currency = payload.get("currency") if isinstance(payload.get("currency"), str) else None
     for name, value in payload.items():
         label = f"{prefix}{name}".replace("_", " ")
+        if isinstance(value, int) and not isinstance(value, bool):
+            if name.endswith("_minor"):
+                lines.append((label.removesuffix(" minor"), _money(value, currency)))
+                continue
+            if name.endswith("_bp"):
+                lines.append((label.removesuffix(" bp"), f"{value / 100:g}%"))
+                continue
         if is_sealed(value):
             lines.append((label, "\U0001f512"))
         elif isinstance(value, dict):
@@ -309,6 +379,12 @@ def _summary(payload: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]
         else:
             lines.append((label, _scalar(value)))
     return lines
+
+
+def _money(minor: int, currency: str | None) -> str:
+    sign = "-" if minor < 0 else ""
+    whole, cents = divmod(abs(minor), 100)
+    return f"{sign}{whole:,}.{cents:02d}" + (f" {currency}" if currency else "")
 
 
 def _scalar(value: Any) -> str:
@@ -409,8 +485,8 @@ def report_view(
     return {
         "by_obligation": _by_obligation(report),
         "by_agent": _by_agent(report),
-        "complaints": _complaints(runtime, agency, period.start, period.end),
-        "aftercare": _aftercare(runtime, agency, period.start, period.end),
+        "complaints": _complaints(runtime, Scope(agency, agent, period)),
+        "aftercare": _aftercare(runtime, Scope(agency, agent, period)),
     }
 
 
@@ -460,19 +536,27 @@ def _by_agent(report: dict[str, Any]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: (-r["breached"], r["agency"], r["agent"]))
 
 
-def _where(
-    column: str, agency: str | None, start: datetime | None, end: datetime | None
-) -> tuple[str, list[Any]]:
-    clauses, values = [], []
-    for clause, value in (
-        ("agency = ?", agency),
-        (f"{column} >= ?", format_recorded_at(start) if start else None),
-        (f"{column} < ?", format_recorded_at(end) if end else None),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            values.append(value)
-    return (" AND ".join(clauses) or "1 = 1"), values
+@dataclass(frozen=True)
+class Scope:
+    """Whose service figures, and when: an agency, an agent, a period."""
+
+    agency: str | None
+    agent: str | None
+    period: Period
+
+    def where(self, column: str) -> tuple[str, list[Any]]:
+        clauses, values = [], []
+        start, end = self.period.start, self.period.end
+        for clause, value in (
+            ("agency = ?", self.agency),
+            ("case_id IN (SELECT g.case_id FROM case_agents g WHERE g.agent_id = ?)", self.agent),
+            (f"{column} >= ?", format_recorded_at(start) if start else None),
+            (f"{column} < ?", format_recorded_at(end) if end else None),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                values.append(value)
+        return (" AND ".join(clauses) or "1 = 1"), values
 
 
 def _hours(later: str | None, earlier: str | None) -> float | None:
@@ -484,10 +568,8 @@ def _hours(later: str | None, earlier: str | None) -> float | None:
     return delta.total_seconds() / 3600
 
 
-def _complaints(
-    runtime: Runtime, agency: str | None, start: datetime | None, end: datetime | None
-) -> dict[str, Any]:
-    where, values = _where("received_at", agency, start, end)
+def _complaints(runtime: Runtime, scope: Scope) -> dict[str, Any]:
+    where, values = scope.where("received_at")
     rows = runtime.ledger.db.query(
         "SELECT received_at, acknowledged_at, solution_at FROM case_complaints "
         f"WHERE received_at IS NOT NULL AND {where}",
@@ -525,11 +607,9 @@ def _median(values: list[float | None]) -> float | None:
     return round(statistics.median(known), 1) if known else None
 
 
-def _aftercare(
-    runtime: Runtime, agency: str | None, start: datetime | None, end: datetime | None
-) -> dict[str, Any]:
+def _aftercare(runtime: Runtime, scope: Scope) -> dict[str, Any]:
     """Handovers in the period, how many were followed up, and their survey answers."""
-    where, values = _where("handover_at", agency, start, end)
+    where, values = scope.where("handover_at")
     totals = (
         runtime.ledger.db.query_one(
             "SELECT COUNT(*) AS handovers, "
@@ -564,7 +644,8 @@ def _aftercare(
 def ensure_sound(view: CaseView) -> None:
     if not view.badge.sound and view.badge.first_bad_seq is not None:
         raise ChainBroken(
-            view.badge.reason or "does not verify",
+            f"case {view.case_id!r} does not verify at seq {view.badge.first_bad_seq}: "
+            f"{view.badge.reason or 'unreadable'}; nothing is exported from a broken case",
             case_id=view.case_id,
             seq=view.badge.first_bad_seq,
         )

@@ -1,10 +1,16 @@
 // Small helpers for the desk; every page works without them.
 "use strict";
 
-// Filters and the as-of picker apply as soon as a choice changes.
+// Filters and the as-of picker apply as soon as a choice is made with the mouse or a
+// finger. From the keyboard the arrow keys only move through the choices, and the form's
+// button applies them: a page that reloads on every arrow key cannot be used.
 document.querySelectorAll("form[data-autosubmit]").forEach(function (form) {
+  var pointer = false;
+  form.addEventListener("pointerdown", function () { pointer = true; });
+  form.addEventListener("keydown", function () { pointer = false; });
   form.addEventListener("change", function (event) {
-    if (event.target.matches("select, input[type=checkbox], input[type=date], input[type=month]")) {
+    var choice = event.target.matches("select, input[type=checkbox]");
+    if (choice && pointer) {
       form.requestSubmit ? form.requestSubmit() : form.submit();
     }
   });
