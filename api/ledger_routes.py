@@ -12,7 +12,7 @@ from starlette.responses import Response
 from api import params
 from api.auth import APPENDERS, READERS, principal, require, require_admin
 from api.body import check_content_type, parse_strict, read_body
-from domain.catalogue import CASE_ID_PATTERN
+from domain.catalogue import ID_PATTERN, ID_RULE
 from domain.errors import (
     ChainBroken,
     InvalidEvent,
@@ -240,8 +240,9 @@ async def erase_party(request: Request) -> Response:
     runtime = runtime_of(request)
     caller = require_admin(request, "erase a party's personal data")
     party_id = str(request.path_params["party_id"])
-    if not CASE_ID_PATTERN.fullmatch(party_id):
-        raise InvalidParameter("a party id is 1–64 of A–Z a–z 0–9 . _ -", pointer="/path/party_id")
+    # The rule party ids are appended under, so that every party registered can be erased.
+    if not ID_PATTERN.fullmatch(party_id):
+        raise InvalidParameter(f"a party id is {ID_RULE}", pointer="/path/party_id")
     # A party id names one person across the platform: without ?agency= the person is
     # erased wherever registered; with it, only in that agency.
     agency = params.text(request, "agency")

@@ -10,10 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from api.problems import KINDS, problem_schema
-from domain.catalogue import event_request_schema, load_catalogue
+from domain.catalogue import ID_PATTERN, ID_RULE, event_request_schema, load_catalogue
 
 HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256, lower-case hex"}
 CASE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
+PARTY_ID = {"type": "string", "pattern": ID_PATTERN.pattern, "description": ID_RULE}
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -149,7 +150,9 @@ def _paths() -> dict[str, Any]:
                 "marks `recorded_by_ledger` (erasure outcomes) and fields it lists as "
                 "`ledger_fields` (the key_id of a reveal) are refused from every key, admin "
                 "included, and so is an actor id of the form `key_<12 hex>` other than the "
-                "sending key's own id.",
+                "sending key's own id. `actor.id`, `actor.agency` and every payload field of "
+                f"the catalogue's `id` kind are {ID_RULE}: look-alike letters, invisible or "
+                "direction-changing characters and formulas are refused.",
                 "parameters": [
                     CASE_PATH,
                     {
@@ -262,7 +265,7 @@ def _paths() -> dict[str, Any]:
                         "name": "party_id",
                         "in": "path",
                         "required": True,
-                        "schema": CASE_ID,
+                        "schema": PARTY_ID,
                     },
                     {
                         "name": "agency",

@@ -25,11 +25,24 @@ CATALOGUE_DIR = Path(__file__).parent / "catalogue"
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
 CASE_ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
+"""Every other identifier a client sends: actor ids and agencies, party, agent, offer and
+complaint ids, and every payload field of the catalogue's `id` kind. ASCII only, so that no
+id can pass for another (a Cyrillic letter, a zero-width space, a right-to-left override)
+and none can start a spreadsheet formula or carry markup; the case-id rule, widened to the
+200 characters an agency id of an API key may have."""
+ID_RULE = "1–200 characters of A–Z a–z 0–9 . _ -, starting with a letter or digit"
 RFC3339_WITH_OFFSET = re.compile(
     "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
 
-_ID = {"type": "string", "minLength": 1, "maxLength": 200}
+_ID = {
+    "type": "string",
+    "minLength": 1,
+    "maxLength": 200,
+    "pattern": ID_PATTERN.pattern,
+    "description": ID_RULE,
+}
 _TEXT = {"type": "string", "maxLength": 20000}
 _FIELD_KINDS: dict[str, dict[str, Any]] = {
     "id": _ID,

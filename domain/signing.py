@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -157,27 +158,98 @@ def load_public_key(raw: bytes) -> Ed25519PublicKey:
     return Ed25519PublicKey.from_public_bytes(raw)
 
 
+PUBLIC_KEY_DOCUMENT = ("algorithm", "key", "log_id", "pem", "signed_message")
+"""The members of GET /v1/log/public-key's answer, which a key file may hold as saved."""
+_KEY_HINT = (
+    "give the ledger's key as GET /v1/log/public-key serves it: the whole response as "
+    "saved, its pem, or its base64 key"
+)
+
+
 def public_key_from_text(text: str) -> bytes:
-    """Raw public key bytes from base64 of the 32 bytes, or from a PEM document."""
+    """Raw public key bytes from what GET /v1/log/public-key serves: the JSON document as
+    saved, the PEM document of its `pem`, or the base64 of its `key`."""
     stripped = text.strip()
+    if stripped.startswith("{"):
+        return _key_from_document(stripped)
     if stripped.startswith("-----BEGIN"):
-        try:
-            key = serialization.load_pem_public_key(stripped.encode())
-        except (ValueError, TypeError, UnsupportedAlgorithm):
-            raise SignatureError(
-                "the PEM document cannot be read as a public key; give the ledger's key as "
-                "GET /v1/log/public-key serves it (its pem, or its base64 key)"
-            ) from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise SignatureError("the PEM document does not hold an Ed25519 public key")
-        return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+        return _key_from_pem(stripped, "the PEM document")
     try:
         return strict_base64(stripped, "the public key")
     except SignatureError:
         raise SignatureError(
-            "the public key is neither PEM nor base64; give the ledger's key as "
-            "GET /v1/log/public-key serves it (its pem, or its base64 key)"
+            f"the public key is neither JSON, PEM nor base64; {_KEY_HINT}"
         ) from None
+
+
+def _key_from_pem(text: str, what: str) -> bytes:
+    try:
+        key = serialization.load_pem_public_key(text.encode())
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise SignatureError(f"{what} cannot be read as a public key; {_KEY_HINT}") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise SignatureError(f"{what} does not hold an Ed25519 public key")
+    return key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+
+def _key_from_document(text: str) -> bytes:
+    """The key of a saved GET /v1/log/public-key answer, when everything in it agrees.
+
+    A file that could be read as two keys is refused rather than resolved: the key it
+    names is the one every signature of a bundle is trusted by.
+    """
+    what = "the key document"
+    try:
+        document = json.loads(text, object_pairs_hook=_members_once)
+    except ValueError as error:
+        raise SignatureError(f"{what} is not valid JSON ({error}); {_KEY_HINT}") from None
+    except RecursionError:  # nesting no key document has, sent to exhaust the parser
+        raise SignatureError(f"{what} is nested too deeply to be one; {_KEY_HINT}") from None
+    if not isinstance(document, dict):
+        raise SignatureError(f"{what} must be a JSON object; {_KEY_HINT}")
+    unknown = [name for name in document if name not in PUBLIC_KEY_DOCUMENT]
+    if unknown:
+        shown = ", ".join(repr(name)[:40] for name in unknown[:5])
+        raise SignatureError(
+            f"{what} has members {shown} that GET /v1/log/public-key does not serve; it holds "
+            f"{', '.join(PUBLIC_KEY_DOCUMENT)}: save the response unchanged"
+        )
+    for name in PUBLIC_KEY_DOCUMENT:
+        if name in document and not isinstance(document[name], str):
+            raise SignatureError(f"{what}'s {name} must be a string")
+    if document.get("algorithm", "Ed25519") != "Ed25519":
+        raise SignatureError(
+            f"{what}'s algorithm must be Ed25519, the only one casetrail signs with"
+        )
+
+    keys = []
+    if "key" in document:
+        keys.append(strict_base64(document["key"], f"{what}'s key"))
+    if "pem" in document:
+        keys.append(_key_from_pem(document["pem"].strip(), f"{what}'s pem"))
+    if not keys:
+        raise SignatureError(f"{what} holds neither key nor pem; {_KEY_HINT}")
+    if len(keys) == 2 and keys[0] != keys[1]:
+        raise SignatureError(
+            f"{what}'s key and pem are two different keys, so which one to trust cannot be "
+            "told; fetch GET /v1/log/public-key again and save it unchanged"
+        )
+    if "log_id" in document and document["log_id"] != log_id_of(keys[0]):
+        raise SignatureError(
+            f"{what}'s log_id is not the SHA-256 of its key, so it names another log; fetch "
+            "GET /v1/log/public-key again and save it unchanged"
+        )
+    return keys[0]
+
+
+def _members_once(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json.loads keeps the last of two equal names; a key file must not say two things.
+    members: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in members:
+            raise ValueError(f"the member {name[:40]!r} appears twice")
+        members[name] = value
+    return members
 
 
 def strict_base64(text: Any, what: str) -> bytes:

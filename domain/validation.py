@@ -314,11 +314,17 @@ def _first_error(
     # The reference validator reads "$" in a pattern as Python does (a trailing newline
     # passes); the compiled one as JSON Schema means it. The stricter verdict stands.
     path = [part for part in objection.path[1:]]
+    # The schema the value broke (a pattern, or a nullable field's anyOf around one) goes
+    # along, so that the caller is told the rule and not only that there is one.
+    definition = objection.definition if isinstance(objection.definition, dict) else {}
+    keyword = "anyOf" if "anyOf" in definition else "pattern"
     return ValidationError(
         "does not match the required format",
         path=path,
-        validator="pattern",
+        validator=keyword,
+        validator_value=definition.get(keyword),
         instance=objection.value,
+        schema=definition,
     )
 
 
@@ -400,7 +406,9 @@ def _summary(schema: Any) -> str:
     if "enum" in schema:
         return "one of " + ", ".join(str(option) for option in schema["enum"])
     text = _kinds(schema.get("type", "any value"))
-    if "maxLength" in schema:
+    if "description" in schema:
+        text += f" ({schema['description']})"
+    elif "maxLength" in schema:
         text += f" of {schema.get('minLength', 0)}–{schema['maxLength']} characters"
     return text
 

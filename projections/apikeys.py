@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 import secrets
 import threading
 import time
@@ -17,11 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from domain.catalogue import ID_PATTERN
 from domain.envelope import format_recorded_at
 from projections.store import Database
 
 ROLES = ("integrator", "agent", "compliance", "auditor", "admin")
-AGENCY_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}")
+# A key's agency is compared with the actor.agency of appended events: the same rule.
+AGENCY_ID = ID_PATTERN
 
 SESSION_HOURS = 12
 

@@ -13,10 +13,8 @@ rebuilt under the new policy.
 
 from __future__ import annotations
 
-import csv
-import io
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -28,6 +26,7 @@ from domain.case import case_stream_id
 from domain.envelope import ChainVerifier, Record, format_recorded_at, parse_stored
 from domain.evaluator import Verdict, evaluate
 from domain.policy import Policy
+from domain.spreadsheet import spreadsheet_safe_csv
 from projections.follower import LedgerProjection, View
 from projections.store import Cursor, Ledger
 
@@ -68,7 +67,8 @@ DDL = [
     """,
     "CREATE INDEX IF NOT EXISTS attribution_cases_due ON attribution_cases (next_due)",
     # Met and breached verdicts counted per month of their moment, kept as verdicts are
-    # replaced, so a report over every agency reads thousands of rows, not millions.
+    # replaced, so a report over every agency reads thousands of rows, not millions. (A
+    # view built before this table existed has another shape, so it is rebuilt whole.)
     """
     CREATE TABLE IF NOT EXISTS verdict_counts (
         month TEXT NOT NULL,
@@ -112,22 +112,6 @@ class AttributionProjection(LedgerProjection):
         self.policy = policy
         self.clock = clock
         self._reset_if_policy_changed()
-        self._count_existing_verdicts()
-
-    def _count_existing_verdicts(self) -> None:
-        """Fill the monthly counts of a view built before they existed, once."""
-        if self.ledger.db.query_one("SELECT 1 AS x FROM verdict_counts LIMIT 1") is not None:
-            return
-        if self.ledger.db.query_one("SELECT 1 AS x FROM verdicts LIMIT 1") is None:
-            return
-        with self.ledger.db.transaction() as cursor:
-            cursor.execute(
-                f"INSERT INTO verdict_counts (month, agency, performer, obligation, severity, "
-                f"met, breached) SELECT {COUNT_KEY}, "
-                "SUM(CASE WHEN status = 'met' THEN 1 ELSE 0 END), "
-                "SUM(CASE WHEN status = 'breached' THEN 1 ELSE 0 END) FROM verdicts "
-                f"WHERE status IN ('met', 'breached') GROUP BY {COUNT_KEY}"
-            )
 
     def _reset_if_policy_changed(self) -> None:
         row = self.ledger.db.query_one(
@@ -471,68 +455,58 @@ def _breach_entry(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def report_counts_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["agency", "agent", "obligation", "severity", "met", "breached"])
+    """Met and breached counts per agency (agent empty) and per agent, as CSV."""
+    # Agency and agent ids come from what clients appended: no cell may run as a formula.
+    return spreadsheet_safe_csv(_count_lines(report))
+
+
+def _count_lines(report: dict[str, Any]) -> Iterator[list[Any]]:
+    yield ["agency", "agent", "obligation", "severity", "met", "breached"]
     for agency in report["agencies"]:
-        for row in agency["counts"]:
-            writer.writerow(
-                [
-                    agency["agency"],
-                    "",
-                    row["obligation"],
-                    row["severity"],
-                    row["met"],
-                    row["breached"],
-                ]
-            )
-        for agent in agency["agents"]:
-            for row in agent["counts"]:
-                writer.writerow(
-                    [
-                        agency["agency"],
-                        agent["agent"],
-                        row["obligation"],
-                        row["severity"],
-                        row["met"],
-                        row["breached"],
-                    ]
-                )
-    return out.getvalue()
+        tallies = [("", row) for row in agency["counts"]]
+        tallies += [(agent["agent"], row) for agent in agency["agents"] for row in agent["counts"]]
+        for agent_id, row in tallies:
+            yield [
+                agency["agency"],
+                agent_id,
+                row["obligation"],
+                row["severity"],
+                row["met"],
+                row["breached"],
+            ]
 
 
 def report_breaches_csv(report: dict[str, Any]) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(
-        [
-            "case_id",
-            "obligation",
-            "severity",
-            "due",
-            "settled_at",
-            "accountable",
-            "performer",
-            "supervisor",
-            "evidence",
-            "basis",
-            "source",
-        ]
-    )
+    """Every breach of the report, one line each, as CSV."""
+    # Performers, accountable parties and supervisors are ids clients sent.
+    return spreadsheet_safe_csv(_breach_lines(report))
+
+
+def _breach_lines(report: dict[str, Any]) -> Iterator[list[Any]]:
+    yield [
+        "case_id",
+        "obligation",
+        "severity",
+        "due",
+        "settled_at",
+        "accountable",
+        "performer",
+        "supervisor",
+        "evidence",
+        "basis",
+        "source",
+    ]
     for breach in report["breaches"]:
-        writer.writerow(
-            [
-                breach["case_id"],
-                breach["obligation"],
-                breach["severity"],
-                breach["due"] or "",
-                breach["settled_at"] or "",
-                breach["accountable"] or "",
-                breach["performer"] or "",
-                breach["supervisor"] or "",
-                " ".join(f"{e['seq']}:{e['hash']}" for e in breach["evidence"]),
-                breach["basis"],
-                breach["source"],
-            ]
-        )
-    return out.getvalue()
+        yield [
+            breach["case_id"],
+            breach["obligation"],
+            breach["severity"],
+            breach["due"],
+            breach["settled_at"],
+            breach["accountable"],
+            breach["performer"],
+            breach["supervisor"],
+            " ".join(f"{e['seq']}:{e['hash']}" for e in breach["evidence"]),
+            breach["basis"],
+            breach["source"],
+        ]

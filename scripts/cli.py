@@ -80,8 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     trust.add_argument(
         "--public-key",
         metavar="FILE",
-        help="the ledger's published public key (PEM or base64, as GET /v1/log/public-key "
-        "serves it); needed unless --trust-bundle-key",
+        help="the ledger's published public key: the response of GET /v1/log/public-key "
+        "as saved, or its pem, or its base64 key; needed unless --trust-bundle-key",
     )
     trust.add_argument(
         "--trust-bundle-key",

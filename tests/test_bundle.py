@@ -15,6 +15,7 @@ from starlette.testclient import TestClient
 
 from domain.bundle import BundleCheckFailed, parse_bundle, verify_bundle
 from domain.settings import Settings
+from domain.signing import LedgerKey
 from projections.runtime import Runtime
 from scripts.cli import main as casetrail
 from tests.conftest import event, note, opened
@@ -159,6 +160,30 @@ def test_export_and_verify_bundle_from_the_command_line(
     (tmp_path / "tampered.json").write_text(tampered)
     assert casetrail(["verify-bundle", "tampered.json", "--public-key", str(key_file)]) == 1
     assert capsys.readouterr().out.startswith("FAIL event-hash")
+
+
+def test_verify_bundle_takes_the_public_key_response_saved_as_it_is(
+    settings: Settings,
+    client: TestClient,
+    sale: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The README's `curl …/v1/log/public-key > key.json`, then --public-key key.json."""
+    use_settings(monkeypatch, settings)
+    monkeypatch.chdir(tmp_path)
+    served = client.get("/v1/log/public-key")
+    (tmp_path / "key.json").write_bytes(served.content)
+    mixed = dict(served.json(), pem=LedgerKey.create(str(tmp_path / "other.pem")).public_key_pem())
+    (tmp_path / "mixed.json").write_text(json.dumps(mixed))
+
+    assert casetrail(["export", sale, "--out", "sale.bundle.json"]) == 0
+    capsys.readouterr()
+    assert casetrail(["verify-bundle", "sale.bundle.json", "--public-key", "key.json"]) == 0
+    assert "bundle sound" in capsys.readouterr().out
+    assert casetrail(["verify-bundle", "sale.bundle.json", "--public-key", "mixed.json"]) == 1
+    assert "FAIL public-key" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -273,7 +273,7 @@ def test_the_as_of_picker_shows_the_case_as_the_ledger_stood(officer: httpx.Clie
     csv_text = officer.get(
         "/desk/cases/d02-sale/verdicts.csv", params={"as_of": before_mandate}
     ).text
-    assert "CN-INT-01,,pending" in csv_text
+    assert '"CN-INT-01","","pending"' in csv_text
 
 
 def test_a_garbled_as_of_shows_the_whole_case(officer: httpx.Client) -> None:
@@ -312,7 +312,7 @@ def test_downloads_are_the_bundle_and_the_verdicts(officer: httpx.Client) -> Non
 
     verdicts = officer.get("/desk/cases/d02-sale/verdicts.csv")
     assert verdicts.headers["content-type"].startswith("text/csv")
-    assert verdicts.text.splitlines()[0].startswith("obligation,rule,status")
+    assert verdicts.text.splitlines()[0].startswith('"obligation","rule","status"')
 
 
 def test_the_reports_page_has_tables_and_charts(officer: httpx.Client) -> None:

