@@ -165,7 +165,7 @@ async def read_case_state(request: Request) -> Response:
 
     def read() -> Any:
         runtime.visible_case(case_id, caller)
-        runtime.settle(timeout=2.0)
+        runtime.settle(timeout=2.0, views=("case_state",))
         state = read_case(runtime.ledger, case_id)
         if state is None:
             raise UnknownCase(f"no case {case_id!r} (not yet projected)", pointer="/path/case_id")
@@ -196,7 +196,7 @@ async def list_cases(request: Request) -> Response:
         agency = caller.agency
 
     def read() -> list[dict[str, Any]]:
-        runtime.settle(timeout=2.0)
+        runtime.settle(timeout=2.0, views=("case_state",))
         clauses, values = [], []
         for column, value in (("phase", phase), ("agency", agency)):
             if value is not None:

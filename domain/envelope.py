@@ -170,11 +170,19 @@ class ChainReport:
 class ChainVerifier:
     """Verifies a case's records one at a time, in seq order, from seq 1 or a known link."""
 
-    def __init__(self, case_id: str, *, after_seq: int = 0, prev_hash: str = GENESIS_HASH):
+    def __init__(
+        self,
+        case_id: str,
+        *,
+        after_seq: int = 0,
+        prev_hash: str = GENESIS_HASH,
+        recorded_at: str = "",
+    ):
         self.case_id = case_id
         self.seq = after_seq
         self.head_hash = prev_hash
-        self.recorded_at = ""  # ledger time never goes back within a case
+        self.recorded_at = recorded_at  # ledger time never goes back within a case
+        self.record: Record | None = None  # the last record that verified
         self.fault: RecordFault | None = None
 
     def add(self, stored_seq: int, state: bytes | Record) -> RecordFault | None:
@@ -216,6 +224,7 @@ class ChainVerifier:
         self.seq = stored_seq
         self.head_hash = record["hash"]
         self.recorded_at = record["recorded_at"]
+        self.record = record
         return None
 
     def report(self) -> ChainReport:

@@ -14,6 +14,7 @@ rebuilt under the new policy.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -23,7 +24,7 @@ import orjson
 from eventsourcing.persistence import Notification
 
 from domain.case import case_stream_id
-from domain.envelope import ChainVerifier, Record, format_recorded_at, parse_stored
+from domain.envelope import ChainVerifier, Record, RecordFault, format_recorded_at
 from domain.evaluator import Verdict, evaluate
 from domain.policy import Policy
 from domain.spreadsheet import spreadsheet_safe_csv
@@ -97,6 +98,48 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+class CaseHistories:
+    """The verified records of recently evaluated cases, so that the next evaluation of a
+    case reads and verifies only the events recorded since. Without it, a note appended to
+    a case of thousands of events would have every one of them read again, on every page
+    of the feed, and appends would slow as cases grow.
+
+    Records already verified are not verified again here; whether stored history was
+    altered later is what `verify` and the desk's badge check, every time.
+    """
+
+    def __init__(self, ledger: Ledger, *, max_events: int = 200_000) -> None:
+        self.ledger = ledger
+        self.max_events = max_events
+        self._cases: OrderedDict[str, tuple[list[Record], ChainVerifier]] = OrderedDict()
+        self._held = 0
+
+    def read(self, case_id: str) -> tuple[list[Record], RecordFault | None]:
+        """The case's records in seq order, and the first fault if one stops them (the
+        records before it are returned, and the case is forgotten)."""
+        held = self._cases.pop(case_id) if case_id in self._cases else None
+        records, verifier = held or ([], ChainVerifier(case_id))
+        self._held -= len(records)
+        stream = case_stream_id(case_id)
+        for event in self.ledger.recorder.select_events(stream, gt=verifier.seq or None):
+            fault = verifier.add(event.originator_version, event.state)
+            if fault is not None:
+                return records, fault
+            assert verifier.record is not None
+            records.append(verifier.record)
+
+        self._cases[case_id] = (records, verifier)
+        self._held += len(records)
+        while self._held > self.max_events and len(self._cases) > 1:
+            _, (dropped, _) = self._cases.popitem(last=False)
+            self._held -= len(dropped)
+        return records, None
+
+    def clear(self) -> None:
+        self._cases.clear()
+        self._held = 0
+
+
 class AttributionProjection(LedgerProjection):
     name = VIEW_NAME
 
@@ -111,6 +154,7 @@ class AttributionProjection(LedgerProjection):
         self.ledger = ledger
         self.policy = policy
         self.clock = clock
+        self.histories = CaseHistories(ledger)
         self._reset_if_policy_changed()
 
     def _reset_if_policy_changed(self) -> None:
@@ -134,6 +178,7 @@ class AttributionProjection(LedgerProjection):
 
     def reset(self) -> None:
         """Empty the view and remember which policy it will be rebuilt under."""
+        self.histories.clear()
         self.ledger_view.reset()
         with self.ledger.db.transaction() as cursor:
             cursor.execute(
@@ -172,13 +217,10 @@ class AttributionProjection(LedgerProjection):
         evidence, so such a case gets no verdicts (the case-state view and `verify` say
         why). One case that cannot be evaluated never stops the others.
         """
-        verifier = ChainVerifier(case_id)
-        records: list[Record] = []
-        for event in self.ledger.recorder.select_events(case_stream_id(case_id)):
-            if verifier.add(event.originator_version, event.state) is not None:
-                log.warning("case %s is not evaluated: %s", case_id, verifier.fault)
-                return (str(records[0]["actor"]["agency"]) if records else ""), []
-            records.append(parse_stored(event.state, seq=event.originator_version, verify=False))  # type: ignore[arg-type]
+        records, fault = self.histories.read(case_id)
+        if fault is not None:
+            log.warning("case %s is not evaluated: %s", case_id, fault)
+            return (str(records[0]["actor"]["agency"]) if records else ""), []
         if not records:
             return "", []
         agency = str(records[0]["actor"]["agency"])

@@ -89,7 +89,7 @@ class View:
     @contextmanager
     def update(self, position: int) -> Iterator[Cursor]:
         """A transaction over the view's tables that also moves its position to `position`."""
-        with self.db.transaction() as cursor:
+        with self.db.transaction(durable=False) as cursor:
             yield cursor
             self.tracking._insert_tracking(cursor.raw, Tracking(self.name, position))  # type: ignore[attr-defined]
 
@@ -153,6 +153,7 @@ class Follower:
         poll_seconds: float = 0.5,
         page_size: int = PAGE_SIZE,
         gather_seconds: float = 0.02,
+        share: float | None = None,
     ) -> None:
         self.ledger = ledger
         self.projection = projection
@@ -160,7 +161,12 @@ class Follower:
         self.poll_seconds = poll_seconds
         self.page_size = page_size
         self.gather_seconds = gather_seconds
+        # At most this share of the process's time under load: after a round that took t
+        # seconds it rests t * (1/share - 1) before the next. None: no such limit.
+        self.share = share
         self._wake = threading.Event()
+        # Set by a reader waiting for this view: it cuts short a gathering pause or a rest.
+        self._wanted = threading.Event()
         self._stop = threading.Event()
         self._advanced = threading.Condition()
         self._step_lock = threading.Lock()
@@ -176,6 +182,7 @@ class Follower:
 
     def stop(self) -> None:
         self._stop.set()
+        self._wanted.set()
         self._wake.set()
         if self._thread is not None:
             self._thread.join(timeout=30)
@@ -197,6 +204,7 @@ class Follower:
     def wait_for(self, position: int, timeout: float = 10.0) -> bool:
         """Block until the view has processed the feed up to `position`."""
         deadline = time.monotonic() + timeout
+        self._wanted.set()
         self._wake.set()
         with self._advanced:
             while self.view.position() < position:
@@ -208,6 +216,7 @@ class Follower:
 
     def _run(self) -> None:
         while not self._stop.is_set():
+            started = time.monotonic()
             try:
                 count = self._step()
                 self.projection.after_step(count)
@@ -217,14 +226,23 @@ class Follower:
                 log.exception("projection %s failed; retrying", self.view.name)
                 self._stop.wait(1.0)
                 continue
+            if self.share is not None and count > 0:
+                spent = time.monotonic() - started
+                self._pause(max(self.gather_seconds, spent * (1 / self.share - 1)))
+                continue
             if count == self.page_size:
                 continue  # a backlog: keep going
             if count > 0:
                 # Let a few more appends gather, so that under load one view transaction
                 # (and one fsync) serves many events instead of competing with each append.
-                self._stop.wait(self.gather_seconds)
+                self._pause(self.gather_seconds)
             self._wake.wait(self.poll_seconds)
             self._wake.clear()
+
+    def _pause(self, seconds: float) -> None:
+        """Rest, unless someone is waiting for this view (or it is stopping)."""
+        self._wanted.wait(seconds)
+        self._wanted.clear()
 
     def _step(self) -> int:
         with self._step_lock:

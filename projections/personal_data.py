@@ -250,7 +250,7 @@ class PersonalData:
 
     def _agencies_of(self, party_id: str) -> list[str]:
         """Every agency that registered the party or holds a key for it."""
-        self.runtime.settle(timeout=5.0)
+        self.runtime.settle(timeout=5.0, views=("case_state",))
         rows = self.db.query("SELECT case_id FROM case_parties WHERE party_id = ?", [party_id])
         found = {self.runtime.case_agency(row["case_id"]) for row in rows}
         found.update(
@@ -263,7 +263,7 @@ class PersonalData:
 
     def _cases_of(self, agency: str, party_id: str) -> list[str]:
         """The agency's cases that name the party (another agency's same id is not it)."""
-        self.runtime.settle(timeout=5.0)
+        self.runtime.settle(timeout=5.0, views=("case_state",))
         rows = self.db.query(
             "SELECT case_id FROM case_parties WHERE party_id = ? ORDER BY case_id", [party_id]
         )

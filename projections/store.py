@@ -256,9 +256,22 @@ class Database:
         return True
 
     @contextmanager
-    def transaction(self) -> Iterator[Cursor]:
-        with self.datastore.transaction(commit=True) as cursor:
-            yield Cursor(cursor, self)
+    def transaction(self, *, durable: bool = True) -> Iterator[Cursor]:
+        """A read-write transaction. `durable=False` is for read models on SQLite: their
+        commits skip the fsync (synchronous=NORMAL; still atomic and consistent in WAL
+        mode), because a view that loses its last commits to a power cut replays them
+        from the feed, which was committed durably. The events never take this path."""
+        if durable or not self.is_sqlite:
+            with self.datastore.transaction(commit=True) as cursor:
+                yield Cursor(cursor, self)
+            return
+        with self.datastore.get_connection(commit=True) as connection:
+            connection.cursor().execute("PRAGMA synchronous = NORMAL")
+            try:
+                with connection.transaction(commit=True) as cursor:
+                    yield Cursor(cursor, self)
+            finally:
+                connection.cursor().execute("PRAGMA synchronous = FULL")
 
     def execute_script(self, statements: Sequence[str]) -> None:
         with self._ddl_lock, self.transaction() as cursor:

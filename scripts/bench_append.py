@@ -166,6 +166,7 @@ uvicorn.run(app, host="127.0.0.1", port=int(__import__("sys").argv[1]), loop="uv
 class Server:
     process: subprocess.Popen[bytes]
     port: int
+    log: Any = None
 
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)
@@ -173,6 +174,8 @@ class Server:
             self.process.wait(timeout=20)
         except subprocess.TimeoutExpired:
             self.process.kill()
+        if self.log is not None:
+            self.log.close()
 
 
 def start_bare() -> Server:
@@ -184,25 +187,37 @@ def start_bare() -> Server:
 
 def start_ledger(env: dict[str, str]) -> Server:
     port = _free_port()
+    # The server's own output (its access log, one line per request) is no result; it is
+    # kept in a file so that a server that fails to start can say why.
+    log = tempfile.TemporaryFile(prefix="casetrail-bench-server-")  # noqa: SIM115 (lives with the server)
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.cli", "serve", "--port", str(port)],
         cwd=ROOT,
         env={**os.environ, **env},
         stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,  # the access log: one line per request, not a result
+        stderr=log,
     )
-    _wait_for(port)
-    return Server(process, port)
+    try:
+        _wait_for(port)
+    except RuntimeError:
+        process.kill()
+        log.seek(0)
+        raise RuntimeError(
+            f"the ledger server did not start:\n{log.read().decode(errors='replace')[-2000:]}"
+        ) from None
+    return Server(process, port, log)
 
 
 def ledger_env(workdir: Path, database_url: str) -> tuple[dict[str, str], str]:
     """Settings for a fresh ledger, and an integrator key for it."""
     sys.path.insert(0, str(ROOT))
     from domain.settings import Settings
+    from domain.signing import LedgerKey
     from domain.vault import new_master_key_file
     from projections.runtime import Runtime
 
     new_master_key_file(str(workdir / "master.key"))
+    LedgerKey.create(str(workdir / "signing-key.pem"))
     env = {
         "CASETRAIL_DATABASE_URL": database_url,
         "CASETRAIL_MASTER_KEY_PATH": str(workdir / "master.key"),
