@@ -217,6 +217,7 @@ class Follower:
     def _run(self) -> None:
         while not self._stop.is_set():
             started = time.monotonic()
+            self._wake.clear()  # set again by any commit made while this round runs
             try:
                 count = self._step()
                 self.projection.after_step(count)
@@ -226,7 +227,9 @@ class Follower:
                 log.exception("projection %s failed; retrying", self.view.name)
                 self._stop.wait(1.0)
                 continue
-            if self.share is not None and count > 0:
+            if self.share is not None and count > 0 and self._wake.is_set():
+                # Appends arrived while this round ran: leave them most of the process.
+                # A backlog with no appends competing (a rebuild, a restart) runs flat out.
                 spent = time.monotonic() - started
                 self._pause(max(self.gather_seconds, spent * (1 / self.share - 1)))
                 continue
@@ -237,7 +240,6 @@ class Follower:
                 # (and one fsync) serves many events instead of competing with each append.
                 self._pause(self.gather_seconds)
             self._wake.wait(self.poll_seconds)
-            self._wake.clear()
 
     def _pause(self, seconds: float) -> None:
         """Rest, unless someone is waiting for this view (or it is stopping)."""
