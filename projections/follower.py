@@ -51,6 +51,16 @@ def tracking_recorder(ledger: Ledger) -> TrackingRecorder:
     return recorder
 
 
+VIEW_SHAPES_DDL = (
+    "CREATE TABLE IF NOT EXISTS view_shapes (name TEXT PRIMARY KEY, shape TEXT NOT NULL)"
+)
+
+
+def view_shape(ddl: Sequence[str], tables: Sequence[str]) -> str:
+    """What a view's tables are built from: a ledger built with another shape is rebuilt."""
+    return hashlib.sha256("\n".join([*ddl, *tables]).encode()).hexdigest()
+
+
 class View:
     """A read model's tables and its position in the feed, updated together."""
 
@@ -67,10 +77,8 @@ class View:
     def _rebuild_if_shape_changed(self) -> None:
         """A read model is disposable: when this code's tables differ from those a ledger
         was built with, drop them and replay the feed rather than read a stale shape."""
-        shape = hashlib.sha256("\n".join([*self.ddl, *self.tables]).encode()).hexdigest()
-        self.db.execute_script(
-            ["CREATE TABLE IF NOT EXISTS view_shapes (name TEXT PRIMARY KEY, shape TEXT NOT NULL)"]
-        )
+        shape = view_shape(self.ddl, self.tables)
+        self.db.execute_script([VIEW_SHAPES_DDL])
         row = self.db.query_one("SELECT shape FROM view_shapes WHERE name = ?", [self.name])
         if row is not None and row["shape"] == shape:
             return

@@ -60,6 +60,7 @@ LOG_DDL = [
     )
     """,
 ]
+LOG_TABLES = ["log_leaves", "log_nodes"]
 TREE_HEADS_DDL = [
     """
     CREATE TABLE IF NOT EXISTS log_tree_heads (
@@ -96,7 +97,7 @@ class Sealer(LedgerProjection):
         sign_every_seconds: float = 1.0,
         marks: EventMarks | None = None,
     ) -> None:
-        super().__init__(View(ledger, VIEW_NAME, LOG_DDL, tables=["log_leaves", "log_nodes"]))
+        super().__init__(View(ledger, VIEW_NAME, LOG_DDL, tables=LOG_TABLES))
         self.marks = marks
         ledger.db.execute_script(TREE_HEADS_DDL)
         self.ledger = ledger

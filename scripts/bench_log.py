@@ -60,16 +60,20 @@ from domain.envelope import ChainVerifier, Record, check_record, format_recorded
 from domain.settings import DatabaseTarget, Settings
 from domain.signing import LedgerKey, TreeHead, load_public_key, verify_tree_head
 from domain.vault import new_master_key_file
-from projections.follower import PAGE_SIZE
+from projections.follower import PAGE_SIZE, VIEW_SHAPES_DDL, view_shape
 from projections.runtime import Runtime
 from projections.store import Ledger
 from projections.transparency import (
     LOG_DDL,
+    LOG_TABLES,
     TREE_HEADS_DDL,
     NodeReader,
     Sealer,
     TransparencyLog,
     node_key,
+)
+from projections.transparency import (
+    VIEW_NAME as LOG_VIEW_NAME,
 )
 from projections.writer import AppendCommand
 
@@ -260,6 +264,13 @@ def build_log(path: Path, size: int, half: int, key: LedgerKey, sampled: set[int
     try:
         for statement in BUILD_PRAGMAS + tables + [sqlite_ddl(s) for s in TREE_HEADS_DDL]:
             conn.execute(statement)
+        # Recorded as the sealer's view records it, or opening the log would drop the tables
+        # as built for another shape.
+        conn.execute(VIEW_SHAPES_DDL)
+        conn.execute(
+            "INSERT INTO view_shapes (name, shape) VALUES (?, ?)",
+            (LOG_VIEW_NAME, view_shape(LOG_DDL, LOG_TABLES)),
+        )
 
         tree = merkle.CompactRange()
         roots: dict[int, bytes] = {}
