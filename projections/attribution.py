@@ -104,11 +104,13 @@ class CaseHistories:
     a case of thousands of events would have every one of them read again, on every page
     of the feed, and appends would slow as cases grow.
 
-    Records already verified are not verified again here; whether stored history was
-    altered later is what `verify` and the desk's badge check, every time.
+    It holds at most `max_events` records (about 2 KB each: 100 MB at the default), the
+    cases evaluated longest ago dropped first. Records already verified are not verified
+    again here; whether stored history was altered later is what `verify` and the desk's
+    badge check, every time.
     """
 
-    def __init__(self, ledger: Ledger, *, max_events: int = 200_000) -> None:
+    def __init__(self, ledger: Ledger, *, max_events: int = 50_000) -> None:
         self.ledger = ledger
         self.max_events = max_events
         self._cases: OrderedDict[str, tuple[list[Record], ChainVerifier]] = OrderedDict()

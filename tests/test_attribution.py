@@ -15,13 +15,18 @@ from starlette.testclient import TestClient
 from domain.evaluator import evaluate, verdicts_as_json
 from domain.settings import Settings
 from domain.validation import Draft
-from projections.attribution import ReportFilter, attribution_report, monthly_counts
+from projections.attribution import (
+    CaseHistories,
+    ReportFilter,
+    attribution_report,
+    monthly_counts,
+)
 from projections.runtime import Runtime
 from projections.writer import AppendCommand
 from scripts.cli import main as casetrail
 from scripts.scenarios import check_expectations, load_scenario, read_scenarios
-from tests.conftest import event, opened
-from tests.test_tamper import use_settings
+from tests.conftest import event, note, opened
+from tests.test_tamper import flip_one_byte, use_settings
 
 SCENARIOS = read_scenarios()
 
@@ -327,3 +332,41 @@ def test_the_monthly_counts_always_equal_a_fresh_count_of_the_verdicts(
     loaded.settle(timeout=10)
     loaded.attribution.after_step(0)
     assert monthly_counts(loaded.ledger) == fresh()
+
+
+def test_case_histories_read_only_what_is_new_and_stay_within_their_bound(
+    runtime: Runtime,
+) -> None:
+    def append(case_id: str, *events: dict[str, Any]) -> None:
+        drafts = [runtime.validator.event(e, f"/events/{i}") for i, e in enumerate(events)]
+        runtime.append(AppendCommand(case_id=case_id, events=drafts, recorded_by="test"))
+
+    def stored(case_id: str) -> list[Any]:
+        return [json.loads(state) for _, state in runtime.iter_records(case_id)]
+
+    histories = CaseHistories(runtime.ledger, max_events=6)
+    append("hist-1", opened(), note("one"))
+    assert histories.read("hist-1") == (stored("hist-1"), None)
+
+    append("hist-1", note("two"), note("three"))
+    records, fault = histories.read("hist-1")
+    assert fault is None and records == stored("hist-1") and len(records) == 4
+
+    # A second case pushes the held records past the bound: the older case is dropped,
+    # and read again in full when it is next wanted.
+    append("hist-2", opened(), note("a"), note("b"))
+    assert histories.read("hist-2") == (stored("hist-2"), None)
+    assert list(histories._cases) == ["hist-2"]
+    assert histories.read("hist-1") == (stored("hist-1"), None)
+
+
+def test_case_histories_stop_at_a_record_that_does_not_verify(runtime: Runtime) -> None:
+    drafts = [runtime.validator.event(e, "/e") for e in (opened(), note(), note())]
+    runtime.append(AppendCommand(case_id="hist-bad", events=drafts, recorded_by="test"))
+    good = [json.loads(state) for _, state in runtime.iter_records("hist-bad")]
+    flip_one_byte(runtime, "hist-bad", seq=2)
+
+    records, fault = CaseHistories(runtime.ledger).read("hist-bad")
+
+    assert records == good[:1]
+    assert fault is not None and fault.seq == 2
