@@ -212,6 +212,12 @@ def _integer(text: str) -> int:
     raise _Refused(f"the integer {shown} is beyond ±(2^53 − 1), which a double cannot hold")
 
 
+def _is_count(value: Any, *, minimum: int) -> bool:
+    """A whole number a bundle may hold: bool (an int subclass) and anything a double
+    cannot hold exactly are refused, whether parsed here or handed over as a dict."""
+    return type(value) is int and minimum <= value <= MAX_EXACT_INTEGER
+
+
 _STRICT_JSON = json.JSONDecoder(
     object_pairs_hook=_object, parse_constant=_constant, parse_float=_fraction, parse_int=_integer
 )
@@ -414,10 +420,14 @@ def _check_events(events: list[Any], case_id: str, head: TreeHead, case_head: Ca
         record, leaf_index = entry["record"], entry["leaf_index"]
         if type(record) is not dict:
             raise BundleCheckFailed("format", f"events[{index}].record must be a JSON object")
-        if type(leaf_index) is not int:
-            raise BundleCheckFailed("format", f"events[{index}].leaf_index must be an integer")
-        if type(record.get("seq")) is not int:
-            raise BundleCheckFailed("format", f"events[{index}].record's seq must be an integer")
+        if not _is_count(leaf_index, minimum=0):
+            raise BundleCheckFailed(
+                "format", f"events[{index}].leaf_index must be a whole number from 0 to 2^53 − 1"
+            )
+        if not _is_count(record.get("seq"), minimum=1):
+            raise BundleCheckFailed(
+                "format", f"events[{index}].record's seq must be a whole number from 1 to 2^53 − 1"
+            )
         fault = _record_value_fault(record)
         if fault is not None:
             raise BundleCheckFailed("format", f"events[{index}].record {fault}")
@@ -505,9 +515,10 @@ def _check_later_head(
         later_head = _check_tree_head(later, public_key, "the later tree head")
 
     first, second = consistency["first"], consistency["second"]
-    if type(first) is not int or type(second) is not int:
+    if not (_is_count(first, minimum=1) and _is_count(second, minimum=1)):
         raise BundleCheckFailed(
-            "consistency", "the consistency proof's first and second must be integers"
+            "consistency",
+            "the consistency proof's first and second must be whole numbers from 1 to 2^53 − 1",
         )
     proof = _hashes(consistency["proof"], "the consistency proof's proof", "consistency")
     if (first, second) != (head.tree_size, later_head.tree_size):

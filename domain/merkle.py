@@ -869,9 +869,13 @@ def _check_proof_length(got: int, want: int, where: str) -> None:
 
 
 def _require_int(name: str, value: object, error: type[Exception] = ValueError) -> None:
-    """Raise `error` unless `value` is an int (bool, though an int subclass, is refused)."""
+    """Raise `error` unless `value` is an int of at most 64 bits (bool, though an int
+    subclass, is refused). Tree sizes and indices are uint64 in RFC 9162; a larger int
+    could not even be written in a message (Python refuses str() past 4,300 digits)."""
     if not isinstance(value, int) or isinstance(value, bool):
         raise error(f"{name} is {_describe(value)}, want an int")
+    if value.bit_length() > 64:
+        raise error(f"{name} is an int of {value.bit_length()} bits, want at most 64 bits")
 
 
 def _require_subtree_in_tree(start: int, end: int, size: int, error: type[Exception]) -> None:

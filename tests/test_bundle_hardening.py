@@ -454,6 +454,31 @@ def test_any_value_anywhere_ends_in_a_named_check_or_a_sound_report(
         assert failure.check and "\n" not in str(failure)
 
 
+@pytest.mark.parametrize(
+    ("path", "field"),
+    [
+        (("events", 0, "leaf_index"), "leaf_index"),
+        (("events", 1, "leaf_index"), "leaf_index"),
+        (("events", 0, "record", "seq"), "seq"),
+    ],
+    ids=["first-leaf-index", "second-leaf-index", "seq"],
+)
+@pytest.mark.parametrize("value", [10**5000, 2**53, -1, True], ids=["huge", "2^53", "-1", "true"])
+def test_counts_a_double_cannot_hold_are_refused_in_a_handed_over_bundle(
+    path: tuple[Any, ...], field: str, value: int
+) -> None:
+    """A bundle handed over as a dict skips the parser's number checks; a 5,000-digit
+    leaf index once escaped as a ValueError from the message that named it."""
+    bundle = json.loads(SOUND)
+    holder = bundle
+    for step in path[:-1]:
+        holder = holder[step]
+    holder[path[-1]] = value
+
+    with pytest.raises(BundleCheckFailed, match=f"{field}.* must be a whole number from"):
+        verify_bundle(bundle, trusted_public_key=CORPUS_KEY)
+
+
 @hypothesis_settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck))
 @given(edits=st.lists(st.tuples(st.integers(0, len(SOUND) - 1), st.binary(max_size=3)), max_size=4))
 def test_any_bytes_end_in_a_named_check_or_a_sound_report(edits: list[tuple[int, bytes]]) -> None:

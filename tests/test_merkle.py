@@ -869,7 +869,7 @@ def test_proofs_built_from_ranges_verify(leaves: list[bytes], data: st.DataObjec
 
 
 @settings(max_examples=200, deadline=None)
-@given(st.integers(1, 2**64), st.data())
+@given(st.integers(1, 2**64 - 1), st.data())
 def test_lengths_match_shapes_for_large_trees(size: int, data: st.DataObject) -> None:
     index = data.draw(st.integers(0, size - 1), label="index")
     size1 = data.draw(st.integers(1, size), label="size1")
@@ -962,3 +962,18 @@ def test_the_memoising_verifier_agrees_with_verify_inclusion_on_every_proof() ->
                 except ProofError:
                     got = False
                 assert got == expected, (size, at)
+
+
+@pytest.mark.parametrize(
+    "huge", [2**64, 10**5000, -(10**5000)], ids=["2^64", "+10^5000", "-10^5000"]
+)
+def test_sizes_and_indices_beyond_uint64_are_refused_by_name(huge: int) -> None:
+    """RFC 9162 sizes are uint64; a 5,000-digit int once crashed the message naming it."""
+    leaf = bytes(32)
+
+    with pytest.raises(ProofError, match="leaf index is an int of .* bits, want at most 64"):
+        verify_inclusion(leaf, huge, 4, [leaf, leaf], leaf)
+    with pytest.raises(ProofError, match="tree size is an int of .* bits, want at most 64"):
+        verify_inclusion(leaf, 0, huge, [leaf, leaf], leaf)
+    with pytest.raises(ProofError, match="size2 is an int of .* bits"):
+        verify_consistency(1, huge, [leaf], leaf, leaf)
