@@ -854,6 +854,13 @@ class _Judge:
     def _triggered(self, trigger: _Event) -> Verdict:
         instance = self._instance(trigger)
 
+        # Conduct is judged by the rules of its own day: a duty that no cited source imposed
+        # yet when the trigger happened (on the sender's calendar) does not apply to it.
+        in_force = self.spec.in_force_from
+        if in_force is not None and trigger.occurred.date() < in_force:
+            reason = f"{trigger.name} came before this rule was in force ({in_force})."
+            return self._verdict("not_applicable", reason, instance, due=False)
+
         if self.spec.timing.kind == "prohibited":
             what = f": {self.spec.label}" if self.spec.label else ""
             return self._breach(

@@ -27,7 +27,7 @@ import re
 from calendar import monthrange  # the standard library's, not domain/calendar.py
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -307,6 +307,7 @@ class Rule:
     client_fault: tuple[ClientFault, ...]
     basis: str
     label: str | None
+    in_force_from: date | None = None
 
 
 @dataclass(frozen=True)
@@ -605,6 +606,7 @@ _RULE_KEYS = {
     "client_fault",
     "basis",
     "label",
+    "in_force_from",
 }
 _OBLIGATION_KEYS = {
     "id",
@@ -633,15 +635,17 @@ def _obligation(node: _Node) -> Obligation:
     scope = fields["scope"].choice(("case", "agency")) if "scope" in fields else "case"
 
     defaults: dict[str, _Node] = {
-        key: fields[key] for key in ("responsible", "client_fault", "basis") if key in fields
+        key: fields[key]
+        for key in ("responsible", "client_fault", "basis", "in_force_from")
+        if key in fields
     }
     if scope == "agency":
         rules: tuple[Rule, ...] = ()
-        for key in _RULE_KEYS - {"responsible", "basis", "label"}:
+        for key in _RULE_KEYS - {"responsible", "basis", "label", "in_force_from"}:
             if key in fields:
                 raise fields[key].error("an agency-scope obligation is not judged per case")
     elif "rules" in fields:
-        for key in _RULE_KEYS - {"responsible", "client_fault", "basis"}:
+        for key in _RULE_KEYS - {"responsible", "client_fault", "basis", "in_force_from"}:
             if key in fields:
                 raise fields[key].error("give this inside each of rules, or drop rules")
         rules = tuple(
@@ -712,6 +716,7 @@ def _rule(node: _Node, defaults: Mapping[str, _Node], *, named: bool) -> Rule:
         ),
         basis=merged["basis"].choice(BASIS_TAGS),
         label=fields["label"].string() if "label" in fields else None,
+        in_force_from=merged["in_force_from"].day() if "in_force_from" in merged else None,
     )
 
 
@@ -974,7 +979,14 @@ class _Reader:
         if isinstance(node, yaml.SequenceNode):
             items = [self._convert(item, f"{path}[{i}]") for i, item in enumerate(node.value)]
             return _Node(self, items, line, path)
-        return _Node(self, self._constructor.construct_object(node), line, path)
+        try:
+            value = self._constructor.construct_object(node)
+        except (ValueError, OverflowError, yaml.YAMLError) as error:
+            # A scalar YAML reads as a date or number it cannot build (2021-02-30, say).
+            raise PolicyError(
+                self.file, line, path, f"{node.value!r} cannot be read: {error}"
+            ) from None
+        return _Node(self, value, line, path)
 
 
 @dataclass(frozen=True)
@@ -1023,6 +1035,17 @@ class _Node:
         if isinstance(self.value, (int, float)) and not isinstance(self.value, bool):
             return str(self.value)
         return self.string()
+
+    def day(self) -> date:
+        """A calendar date, written 2021-11-01 (YAML reads it as a date) or quoted."""
+        if isinstance(self.value, date) and not isinstance(self.value, datetime):
+            return self.value
+        if isinstance(self.value, str):
+            try:
+                return date.fromisoformat(self.value)
+            except ValueError:
+                pass
+        raise self.error(f"expected a date like 2021-11-01, got {_shown(self.value)}")
 
     def boolean(self) -> bool:
         if not isinstance(self.value, bool):

@@ -532,6 +532,56 @@ def test_a_correction_recorded_after_as_of_is_not_applied() -> None:
     assert verdict.status == "breached"
 
 
+# --- the law of the day ------------------------------------------------------------------------
+
+
+def prv01(story: Story) -> Verdict:
+    """CN-PRV-01 a day later, when the registration's session has long closed."""
+    return one(judge(story, story.last_recorded + timedelta(days=1)), "CN-PRV-01")
+
+
+def registered_without_notice(year: int, *, hour: int = 10, offset: int = 8) -> Story:
+    story = Story()
+    zone = timezone(timedelta(hours=offset))
+    when = datetime(year, 3, 15, hour, tzinfo=zone)
+    story.add("case.opened", when - timedelta(minutes=5), {"kind": "sale", "property_ref": "p"})
+    story.add("party.registered", when, {"party_id": "p-1", "party_role": "seller"})
+    return story
+
+
+def test_conduct_before_a_rule_was_in_force_is_not_judged_by_it() -> None:
+    """CN-PRV-01's notice duty came with the Consumer Protection Law of 2014-03-15: a
+    registration without a notice in 2011 breaks no rule of its day; in 2015 it does."""
+    before = prv01(registered_without_notice(2011))
+    after = prv01(registered_without_notice(2015))
+
+    assert before.status == "not_applicable"
+    assert "before this rule was in force (2014-03-15)" in before.reason
+    assert roles(before) == [(2, "trigger")]
+    assert before.due is None
+    assert after.status == "breached"
+
+
+def test_the_day_a_rule_comes_into_force_is_the_senders_calendar_day() -> None:
+    """00:30 on 15 March 2014 in Beijing is still 14 March in UTC: the rule applies."""
+    early_in_beijing = registered_without_notice(2014, hour=0)
+    same_instant_in_utc = Story()
+    for event in early_in_beijing.events:
+        moment = datetime.fromisoformat(event["occurred_at"]).astimezone(UTC)
+        same_instant_in_utc.add(event["type"], moment, event["payload"])
+
+    assert prv01(early_in_beijing).status == "breached"
+    assert prv01(same_instant_in_utc).status == "not_applicable"
+
+
+def test_a_rule_can_come_into_force_later_than_its_obligation() -> None:
+    policy = load_policy("cn-baseline")
+    rules = {rule.id: rule.in_force_from for rule in policy.obligation("CN-PRV-04").rules}
+
+    assert str(rules["access"]) == "2011-04-01"
+    assert str(rules["breach-notification"]) == "2017-06-01"
+
+
 # --- determinism --------------------------------------------------------------------------------
 
 

@@ -251,6 +251,21 @@ MALFORMED = [
         id="extends-missing",
     ),
     pytest.param(
+        ("    source: test\n", "    source: test\n    in_force_from: 2021-02-30\n"),
+        "bad.yaml:10: obligations[0].in_force_from: '2021-02-30' cannot be read",
+        id="impossible-date",
+    ),
+    pytest.param(
+        ("    source: test\n", "    source: test\n    in_force_from: soon\n"),
+        "bad.yaml:10: obligations[0].in_force_from: expected a date like 2021-11-01, got 'soon'",
+        id="not-a-date",
+    ),
+    pytest.param(
+        ("severity: low\n", "severity: low\n    note: 2021-13-01\n"),
+        "bad.yaml:8: obligations[0].note: '2021-13-01' cannot be read",
+        id="impossible-date-anywhere",
+    ),
+    pytest.param(
         ("obligations:\n", "obligations:\n  - : [\n"),
         "bad.yaml:5: (file): not valid YAML",
         id="not-yaml",
