@@ -913,7 +913,7 @@ class _Judge:
         ]
         for outcome in outcomes:
             for event in outcome.items:
-                instance.evidence.add(event, "context")
+                instance.evidence.add(event, "subject")  # what a for_each requirement was owed for
             for event in outcome.found:
                 instance.evidence.add(event, "satisfies")
         return outcomes
@@ -1144,7 +1144,9 @@ class _Judge:
             return f"{trigger.name} met every condition of the rule."
         found = []
         for outcome in outcomes:
-            names = ", ".join(f"#{event.seq}" for event in outcome.found) or "nothing was due"
+            # One disclosure can answer two items (two mortgages on one register): name it once.
+            seqs = dict.fromkeys(event.seq for event in outcome.found)
+            names = ", ".join(f"#{seq}" for seq in seqs) or "nothing was due"
             found.append(f"{outcome.need.spec.label} ({names})")
         return f"{trigger.name}: found {'; '.join(found)}."
 

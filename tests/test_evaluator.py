@@ -868,6 +868,6 @@ def test_every_fact_known_before_the_contract_needs_an_acknowledged_disclosure(
     verdict = one(judge(story), "CN-DIS-05")
 
     assert verdict.status == ("met" if disclosed else "breached")
-    assert (fact, "context") in roles(verdict)
+    assert (fact, "subject") in roles(verdict)
     if not disclosed:
         assert f"for material_fact.learned #{fact}" in verdict.reason

@@ -8,6 +8,7 @@ evaluator never reads them. Each case is read as of a moment after its last reco
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -236,3 +237,14 @@ def test_d11_names_the_buyer_s_share_of_the_eligibility_loss() -> None:
     ]
     assert warning[0].client_share is not None
     assert warning[0].client_share["party"] == "d11-party-1"
+
+
+def test_reasons_and_evidence_name_each_event_once_per_part(scenario: dict[str, Any]) -> None:
+    """A disclosure answering two mortgages was once named twice, "(#33, #33)"."""
+    for verdicts in scenario_verdicts(scenario).values():
+        for verdict in verdicts:
+            for named in re.findall(r"\((#\d+(?:, #\d+)+)\)", verdict.reason):
+                seqs = named.split(", ")
+                assert len(seqs) == len(set(seqs)), verdict.reason
+            entries = [(entry.seq, entry.role) for entry in verdict.evidence]
+            assert len(entries) == len(set(entries)), entries
