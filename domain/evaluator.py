@@ -50,6 +50,9 @@ from domain.policy import (
 from domain.state import effective_records
 
 STATUSES = ("met", "breached", "pending", "not_applicable", "waived")
+EVALUATOR_VERSION = 2
+"""Raised whenever the same events and policy come to give different verdicts (statuses,
+reasons, evidence roles), so that stored verdicts are judged again."""
 
 
 class _Missing:

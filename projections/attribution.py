@@ -25,7 +25,7 @@ from eventsourcing.persistence import Notification
 
 from domain.case import case_stream_id
 from domain.envelope import ChainVerifier, Record, RecordFault, format_recorded_at
-from domain.evaluator import Verdict, evaluate
+from domain.evaluator import EVALUATOR_VERSION, Verdict, evaluate
 from domain.policy import Policy
 from domain.spreadsheet import spreadsheet_safe_csv
 from projections.follower import LedgerProjection, View
@@ -165,16 +165,16 @@ class AttributionProjection(LedgerProjection):
         )
         if row is not None and (row["policy_id"], row["sha256"]) == (
             self.policy.id,
-            self.policy.content_hash,
+            self._judged_by(),
         ):
             return
         if row is not None:
             log.warning(
-                "policy changed (%s %s -> %s %s): rebuilding the attribution view",
+                "policy or evaluator changed (%s %s -> %s %s): rebuilding the attribution view",
                 row["policy_id"],
-                row["sha256"][:12],
+                row["sha256"],
                 self.policy.id,
-                self.policy.content_hash[:12],
+                self._judged_by(),
             )
         self.reset()
 
@@ -185,8 +185,13 @@ class AttributionProjection(LedgerProjection):
         with self.ledger.db.transaction() as cursor:
             cursor.execute(
                 "INSERT INTO attribution_policy (name, policy_id, sha256) VALUES ('active', ?, ?)",
-                [self.policy.id, self.policy.content_hash],
+                [self.policy.id, self._judged_by()],
             )
+
+    def _judged_by(self) -> str:
+        """The policy's content and the evaluator's version: verdicts stored under another
+        pair are judged again."""
+        return f"{self.policy.content_hash} evaluator {EVALUATOR_VERSION}"
 
     # -- following the feed -------------------------------------------------------------
 

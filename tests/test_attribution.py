@@ -370,3 +370,22 @@ def test_case_histories_stop_at_a_record_that_does_not_verify(runtime: Runtime) 
 
     assert records == good[:1]
     assert fault is not None and fault.seq == 2
+
+
+def test_verdicts_are_judged_again_when_the_evaluator_changes(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with Runtime(settings) as runtime:
+        drafts = [runtime.validator.event(e, "/e") for e in (opened(), note())]
+        runtime.append(AppendCommand(case_id="judged-1", events=drafts, recorded_by="test"))
+        assert runtime.settle()
+        runtime.ledger.db.execute_script(["DELETE FROM verdicts"])  # a stale judgement
+
+    monkeypatch.setattr("projections.attribution.EVALUATOR_VERSION", 999)
+    with Runtime(settings) as runtime:
+        assert runtime.settle()
+        stored = runtime.ledger.db.query_one("SELECT sha256 FROM attribution_policy")
+        verdicts = runtime.ledger.db.query("SELECT obligation FROM verdicts")
+
+    assert stored is not None and str(stored["sha256"]).endswith(" evaluator 999")
+    assert verdicts, "the case was judged again under the new evaluator"
