@@ -207,7 +207,8 @@ async def list_cases(request: Request) -> Response:
             values.append(after)
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         return runtime.ledger.db.query(
-            "SELECT case_id, agency, kind, phase, closed, sound, open_complaints, last_seq, head_hash, "
+            "SELECT case_id, agency, kind, phase, closed, sound, open_complaints, last_seq, "
+            "head_hash, "
             f"opened_at, updated_at FROM case_state {where} ORDER BY case_id LIMIT ?",
             [*values, limit],
         )

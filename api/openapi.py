@@ -96,7 +96,7 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/cases/{case_id}": {
             "get": {
-                "summary": "A case's current state (kind, phase, parties by id, funds, complaints…)",
+                "summary": "A case's current state (kind, phase, parties, funds, complaints…)",
                 "parameters": [CASE_PATH],
                 "responses": {"200": _json(_ref("CaseState"), "the state"), **_problems(404)},
             }
@@ -251,9 +251,9 @@ def _paths() -> dict[str, Any]:
                 "description": "A party id names one person across the platform; each agency "
                 "that registers them seals their data under a key of its own. Without `agency` "
                 "the person is erased in every agency; with it, only that agency's cases, data "
-                "keys and restrictions take part. While a retention clock of the active policy runs for "
-                "any of those cases (from the later of the event's occurred_at and recorded_at), "
-                "the party is restricted (erasure.restricted, with the date erasure becomes "
+                "keys and restrictions take part. While a retention clock of the active policy "
+                "runs for any of those cases (from the later of the event's occurred_at and "
+                "recorded_at), the party is restricted (erasure.restricted, with the date erasure becomes "
                 "possible; reveals refused except to admin). Otherwise the party's data keys are "
                 "destroyed (erasure.executed): its sealed values read as erased while every "
                 "chain, proof and bundle still verifies. A party no case registered is 404 "

@@ -16,7 +16,8 @@ def case_id(request: Request, *, for_write: bool = False) -> str:
         return value
     if for_write:
         raise InvalidParameter(
-            "a case id is 1–64 characters of A–Z, a–z, 0–9, '.', '_' and '-', starting with a letter or digit",
+            "a case id is 1–64 characters of A–Z, a–z, 0–9, '.', '_' and '-', starting with a "
+            "letter or digit",
             pointer="/path/case_id",
         )
     raise UnknownCase(

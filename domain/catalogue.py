@@ -33,7 +33,9 @@ and none can start a spreadsheet formula or carry markup; the case-id rule, wide
 200 characters an agency id of an API key may have."""
 ID_RULE = "1–200 characters of A–Z a–z 0–9 . _ -, starting with a letter or digit"
 RFC3339_WITH_OFFSET = re.compile(
-    "^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?(Z|[+-][0-9]{2}:[0-9]{2})$"
+    "^[0-9]{4}-[0-9]{2}-[0-9]{2}"
+    "T[0-9]{2}:[0-9]{2}:[0-9]{2}([.][0-9]{1,9})?"
+    "(Z|[+-][0-9]{2}:[0-9]{2})$"
 )
 
 _ID = {

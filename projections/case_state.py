@@ -19,7 +19,6 @@ from domain.envelope import (
     RecordFault,
     check_record,
     format_recorded_at,
-    parse_stored,
 )
 from domain.state import State, apply, fold, new_state
 from projections.follower import LedgerProjection, View
@@ -181,7 +180,8 @@ class CaseStateProjection(LedgerProjection):
         for event in self.ledger.recorder.select_events(case_stream_id(case_id), lte=upto):
             if verifier.add(event.originator_version, event.state) is not None:
                 break
-            records.append(parse_stored(event.state, seq=event.originator_version, verify=False))  # type: ignore[arg-type]
+            assert verifier.record is not None  # set by every add that verifies
+            records.append(verifier.record)
         state = fold(records, self.catalogue)
         if state is not None and verifier.fault is not None:
             state["integrity"] = {

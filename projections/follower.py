@@ -99,7 +99,9 @@ class View:
         """A transaction over the view's tables that also moves its position to `position`."""
         with self.db.transaction(durable=False) as cursor:
             yield cursor
-            self.tracking._insert_tracking(cursor.raw, Tracking(self.name, position))  # type: ignore[attr-defined]
+            # The library's own upsert, in our transaction (it has no public form of it).
+            insert = self.tracking._insert_tracking  # type: ignore[attr-defined]
+            insert(cursor.raw, Tracking(self.name, position))
 
     def reset(self) -> None:
         """Forget everything: drop the tables and the position, then create empty tables."""

@@ -223,7 +223,8 @@ class KeyStore:
             try:
                 with self.db.transaction() as cursor:
                     cursor.execute(
-                        "INSERT INTO ledger_secrets (name, wrapped, master_key_id) VALUES (?, ?, ?)",
+                        "INSERT INTO ledger_secrets (name, wrapped, master_key_id) "
+                        "VALUES (?, ?, ?)",
                         [
                             name,
                             self.master.wrap(os.urandom(32), label=f"secret:{name}"),

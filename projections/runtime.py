@@ -413,7 +413,8 @@ class Runtime:
                     seq=fault.seq,
                 )
             pages.append(event.state)
-            records.append(parse_stored(event.state, seq=event.originator_version))  # type: ignore[arg-type]
+            assert verifier.record is not None  # set by every add that verifies
+            records.append(verifier.record)
         last = records[-1]["seq"] if records else None
         self._check_page_against_log(
             case_id, records, after_seq=after_seq, complete=len(stored) < limit

@@ -189,7 +189,8 @@ def start_ledger(env: dict[str, str]) -> Server:
     port = _free_port()
     # The server's own output (its access log, one line per request) is no result; it is
     # kept in a file so that a server that fails to start can say why.
-    log = tempfile.TemporaryFile(prefix="casetrail-bench-server-")  # noqa: SIM115 (lives with the server)
+    # Not a with-block: the file lives as long as the server.
+    log = tempfile.TemporaryFile(prefix="casetrail-bench-server-")  # noqa: SIM115
     process = subprocess.Popen(
         [sys.executable, "-m", "scripts.cli", "serve", "--port", str(port)],
         cwd=ROOT,

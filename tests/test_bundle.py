@@ -102,7 +102,8 @@ def test_bundle_over_http_verifies_offline(client: TestClient, runtime: Runtime,
 
     assert response.status_code == 200
     bundle = response.json()
-    report = verify_bundle(bundle, trusted_public_key=runtime.signing_key.public_key)  # type: ignore[union-attr]
+    assert runtime.signing_key is not None
+    report = verify_bundle(bundle, trusted_public_key=runtime.signing_key.public_key)
     assert report.events == 4
     assert report.tree_size >= 6
     assert [entry["record"]["seq"] for entry in bundle["events"]] == [1, 2, 3, 4]

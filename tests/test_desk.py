@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import orjson
@@ -24,8 +25,8 @@ def csrf_of(page: str) -> str:
 
 
 @contextmanager
-def signed_in(ledger: DeskLedger, key: str, **options: object) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=ledger.url, timeout=30, **options) as browser:  # type: ignore[arg-type]
+def signed_in(ledger: DeskLedger, key: str, **options: Any) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=ledger.url, timeout=30, **options) as browser:
         page = browser.get("/desk/sign-in")
         response = browser.post(
             "/desk/sign-in",

@@ -1,4 +1,5 @@
-"""The global feed under concurrent writers on PostgreSQL: nothing skipped, repeated or reordered."""
+"""The global feed under concurrent writers on PostgreSQL: nothing skipped, repeated or
+reordered."""
 
 from __future__ import annotations
 

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -17,7 +18,9 @@ from tests.conftest import event, note, opened
 URL = "/v1/cases/case-1/events"
 
 
-def post_raw(client: TestClient, body: bytes | str, content_type: str = "application/json"):  # type: ignore[no-untyped-def]
+def post_raw(
+    client: TestClient, body: bytes | str, content_type: str = "application/json"
+) -> httpx.Response:
     data = body.encode() if isinstance(body, str) else body
     return client.post(URL, content=data, headers={"Content-Type": content_type})
 
@@ -27,7 +30,9 @@ def note_with(raw_value: str) -> str:
     return base[:-1] + ', "extra": ' + raw_value + "}"
 
 
-def assert_problem(response, status: int, kind: str, pointer: str | None = None) -> dict:  # type: ignore[no-untyped-def]
+def assert_problem(
+    response: httpx.Response, status: int, kind: str, pointer: str | None = None
+) -> dict[str, Any]:
     assert response.status_code == status, response.text
     assert response.headers["content-type"] == "application/problem+json"
     problem = response.json()

@@ -205,7 +205,8 @@ def test_erasure_without_a_retention_clock_shreds_the_party(
     assert types[-3:] == ["erasure.requested", "erasure.executed", "pi.accessed"]
     assert client.get("/v1/cases/c-1/verify").json()["ok"] is True
     bundle = client.get("/v1/cases/c-1/bundle").json()
-    assert verify_bundle(bundle, trusted_public_key=runtime.signing_key.public_key).events >= 5  # type: ignore[union-attr]
+    assert runtime.signing_key is not None
+    assert verify_bundle(bundle, trusted_public_key=runtime.signing_key.public_key).events >= 5
     assert before is not None
     raw = database_bytes(runtime, settings)
     for secret in (NAME, PHONE, ID_NUMBER):

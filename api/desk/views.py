@@ -87,7 +87,8 @@ def list_cases(runtime: Runtime, viewer: Principal, chosen: CaseFilter) -> dict[
     runtime.settle(timeout=2.0)
     totals = (
         runtime.ledger.db.query_one(
-            f"SELECT COUNT(*) AS cases, SUM(CASE WHEN a.breaches > 0 THEN 1 ELSE 0 END) AS breached, "
+            "SELECT COUNT(*) AS cases, "
+            "SUM(CASE WHEN a.breaches > 0 THEN 1 ELSE 0 END) AS breached, "
             f"SUM(s.open_complaints) AS complaints FROM {tables} WHERE {where}",
             values,
         )
