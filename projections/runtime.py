@@ -252,7 +252,7 @@ class Runtime:
         )
 
     def verified_records(self, case_id: str) -> list[Record]:
-        """All of a case's records, after checking its chain and its leaves in the log.
+        """All of a case's records, after checking its chain against the log and the views.
 
         Everything that presents a case as sound (replay, attribution, bundles) reads it
         through here, so tampered history is refused with the first bad seq, not served.
@@ -260,7 +260,7 @@ class Runtime:
         records = self._chain_records(case_id)
         hashes = {int(record["seq"]): str(record["hash"]) for record in records}
         report = ChainReport(case_id, len(records), records[-1]["hash"] if records else "")
-        checked = self._against_log(report, hashes)
+        checked = self._against_stores(report, hashes)
         if checked.fault is not None:
             raise ChainBroken(
                 f"case {case_id!r} does not verify at seq {checked.fault.seq}: "
@@ -283,7 +283,8 @@ class Runtime:
                     case_id=case_id,
                     seq=fault.seq,
                 )
-            records.append(parse_stored(state, seq=seq, verify=False))  # type: ignore[arg-type]
+            assert verifier.record is not None  # set by every add that verifies
+            records.append(verifier.record)
         return records
 
     # -- keeping views current --------------------------------------------------------
@@ -510,10 +511,15 @@ class Runtime:
         report = verifier.report()
         if not report.ok or not against_log:
             return report
-        checked = self._against_log(report, hashes)
+        checked = self._against_stores(report, hashes)
         if not hashes and checked.ok:
             raise UnknownCase(f"no case {case_id!r}", pointer="/path/case_id")
-        return self._against_projection(checked)
+        return checked
+
+    def _against_stores(self, report: ChainReport, hashes: dict[int, str]) -> ChainReport:
+        """A sound chain, checked against what else the ledger keeps of it: the log's
+        leaves and signed head, the writer's marks, and the case-state view."""
+        return self._against_projection(self._against_log(report, hashes))
 
     def _against_projection(self, report: ChainReport) -> ChainReport:
         """The case-state view only ever follows the store, so a view that saw more events

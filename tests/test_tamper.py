@@ -9,6 +9,7 @@ import pytest
 from starlette.testclient import TestClient
 
 from domain.case import case_stream_id
+from domain.errors import ChainBroken
 from domain.settings import Settings
 from projections.runtime import Runtime
 from scripts.cli import main as casetrail
@@ -341,3 +342,12 @@ def test_deleting_the_last_events_with_their_log_rows_is_still_found(
     verdict = client.get(f"/v1/cases/{case_of_five}/verify").json()
     assert verdict["ok"] is False
     assert verdict["first_bad_seq"] in (4, 5)
+
+    # Nor does anything present the shortened case as sound: no bundle (whose signed case
+    # head would vouch that nothing was cut from the end), no replay.
+    bundle = client.get(f"/v1/cases/{case_of_five}/bundle")
+    assert bundle.status_code == 500, bundle.text
+    assert bundle.json()["type"].endswith("/chain-broken")
+    assert bundle.json()["seq"] in (4, 5)
+    with pytest.raises(ChainBroken):
+        runtime.verified_records(case_of_five)
