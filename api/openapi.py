@@ -10,7 +10,10 @@ from __future__ import annotations
 from typing import Any
 
 from api.problems import KINDS, problem_schema
+from domain.bundle import BUNDLE_FIELDS
 from domain.catalogue import ID_PATTERN, ID_RULE, event_request_schema, load_catalogue
+from domain.envelope import ENVELOPE_FIELDS
+from domain.evaluator import STATUSES
 
 HASH = {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256, lower-case hex"}
 CASE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
@@ -253,8 +256,8 @@ def _paths() -> dict[str, Any]:
                 "the person is erased in every agency; with it, only that agency's cases, data "
                 "keys and restrictions take part. While a retention clock of the active policy "
                 "runs for any of those cases (from the later of the event's occurred_at and "
-                "recorded_at), the party is restricted (erasure.restricted, with the date erasure becomes "
-                "possible; reveals refused except to admin). Otherwise the party's data keys are "
+                "recorded_at), the party is restricted (erasure.restricted, with the date "
+                "erasure becomes possible; reveals refused except to admin). Otherwise the party's data keys are "
                 "destroyed (erasure.executed): its sealed values read as erased while every "
                 "chain, proof and bundle still verifies. A party no case registered is 404 "
                 "`/problems/party-not-found`. The `reason` is recorded unsealed on every case of "
@@ -472,20 +475,7 @@ def _schemas() -> dict[str, Any]:
         "Record": {
             "type": "object",
             "description": "An envelope exactly as hashed, plus `hash` (see docs/design.md)",
-            "required": [
-                "case_id",
-                "seq",
-                "type",
-                "schema_version",
-                "occurred_at",
-                "recorded_at",
-                "recorded_by",
-                "actor",
-                "payload",
-                "evidence",
-                "prev_hash",
-                "hash",
-            ],
+            "required": [*sorted(ENVELOPE_FIELDS), "hash"],
             "properties": {
                 "case_id": CASE_ID,
                 "seq": {"type": "integer", "minimum": 1},
@@ -591,7 +581,7 @@ def _schemas() -> dict[str, Any]:
             ],
             "properties": {
                 "obligation": {"type": "string"},
-                "status": {"enum": ["met", "breached", "pending", "not_applicable", "waived"]},
+                "status": {"enum": list(STATUSES)},
                 "due": {"type": ["string", "null"]},
                 "settled_at": {"type": ["string", "null"]},
                 "accountable": {"type": ["string", "null"]},
@@ -663,15 +653,7 @@ def _schemas() -> dict[str, Any]:
         },
         "Bundle": {
             "type": "object",
-            "required": [
-                "format",
-                "case_id",
-                "catalogue_version",
-                "public_key",
-                "tree_head",
-                "case_head",
-                "events",
-            ],
+            "required": list(BUNDLE_FIELDS),
             "additionalProperties": False,
             "properties": {
                 "format": {"const": "casetrail.bundle.v2"},

@@ -75,7 +75,7 @@ bodies nested deeper (`domain.validation.MAX_DEPTH`), and a record nests exactly
 event it was made from, so anything deeper was never recorded; refusing it also keeps
 the canonicalizer, which recurses, far from Python's recursion limit."""
 
-_BUNDLE_FIELDS = (
+BUNDLE_FIELDS = (
     "format",
     "case_id",
     "catalogue_version",
@@ -322,7 +322,7 @@ def _check_shape(bundle: Any) -> None:
             f"format must be {BUNDLE_FORMAT!r}, not {_shown(form)}: this is not a casetrail "
             "dispute bundle this verifier reads",
         )
-    _closed(bundle, _BUNDLE_FIELDS, "the bundle", "format")
+    _closed(bundle, BUNDLE_FIELDS, "the bundle", "format")
     if not isinstance(bundle["case_id"], str):
         raise BundleCheckFailed("format", "case_id must be a string")
     version = bundle["catalogue_version"]

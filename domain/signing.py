@@ -30,7 +30,7 @@ import json
 import re
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -54,27 +54,34 @@ _TIMESTAMP = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\
 _CASE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 
 
+class _SignedStatement:
+    """What a tree head and a case head share: the fields signed, under a prefix of their
+    own, and the JSON form with the signature beside them."""
+
+    DOMAIN: ClassVar[bytes]
+    FIELDS: ClassVar[tuple[str, ...]]
+    signature: str
+
+    def message(self) -> bytes:
+        return self.DOMAIN + canonical_bytes(self.unsigned())
+
+    def unsigned(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.FIELDS}
+
+    def as_json(self) -> dict[str, Any]:
+        return {**self.unsigned(), "signature": self.signature}
+
+
 @dataclass(frozen=True)
-class TreeHead:
+class TreeHead(_SignedStatement):
+    DOMAIN: ClassVar[bytes] = TREE_HEAD_DOMAIN
+    FIELDS: ClassVar[tuple[str, ...]] = HEAD_FIELDS
+
     log_id: str
     tree_size: int
     root_hash: str
     timestamp: str
     signature: str = ""
-
-    def message(self) -> bytes:
-        return TREE_HEAD_DOMAIN + canonical_bytes(self.unsigned())
-
-    def unsigned(self) -> dict[str, Any]:
-        return {
-            "log_id": self.log_id,
-            "tree_size": self.tree_size,
-            "root_hash": self.root_hash,
-            "timestamp": self.timestamp,
-        }
-
-    def as_json(self) -> dict[str, Any]:
-        return {**self.unsigned(), "signature": self.signature}
 
     @classmethod
     def from_json(cls, data: Any) -> TreeHead:
@@ -90,8 +97,11 @@ class TreeHead:
 
 
 @dataclass(frozen=True)
-class CaseHead:
+class CaseHead(_SignedStatement):
     """The ledger's signed word that `case_id` ended at `seq` in the tree of `tree_size`."""
+
+    DOMAIN: ClassVar[bytes] = CASE_HEAD_DOMAIN
+    FIELDS: ClassVar[tuple[str, ...]] = CASE_HEAD_FIELDS
 
     log_id: str
     case_id: str
@@ -101,23 +111,6 @@ class CaseHead:
     root_hash: str
     timestamp: str
     signature: str = ""
-
-    def message(self) -> bytes:
-        return CASE_HEAD_DOMAIN + canonical_bytes(self.unsigned())
-
-    def unsigned(self) -> dict[str, Any]:
-        return {
-            "log_id": self.log_id,
-            "case_id": self.case_id,
-            "seq": self.seq,
-            "head_hash": self.head_hash,
-            "tree_size": self.tree_size,
-            "root_hash": self.root_hash,
-            "timestamp": self.timestamp,
-        }
-
-    def as_json(self) -> dict[str, Any]:
-        return {**self.unsigned(), "signature": self.signature}
 
     @classmethod
     def from_json(cls, data: Any) -> CaseHead:
