@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
@@ -147,9 +147,6 @@ class Settings:
         )
         parse_database_url(settings.database_url)  # fail at start-up, not on first use
         return settings
-
-    def with_database(self, url: str) -> Settings:
-        return replace(self, database_url=url)
 
     def ensure_var_dir(self) -> None:
         """Create the folders of file-based settings (SQLite file, key files)."""

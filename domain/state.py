@@ -11,7 +11,6 @@ payload, or not at all if the correction carries none; history keeps both.
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable, Sequence
 from typing import Any
 
@@ -135,10 +134,6 @@ def apply(state: State, record: Record, catalogue: Catalogue) -> State:
     state["updated_at"] = record["recorded_at"]
     state["last_occurred_at"] = record["occurred_at"]
     return state
-
-
-def copy_state(state: State) -> State:
-    return copy.deepcopy(state)
 
 
 def _advance_phase(state: State, kind: str, catalogue: Catalogue) -> None:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,7 +40,6 @@ NONCE_BYTES = 12
 PAD_BLOCK = 32
 FIELD_DOMAIN = b"casetrail.pii.v1\n"
 WRAP_DOMAIN = b"casetrail.data-key.v1\n"
-SECRET_DOMAIN = b"casetrail.secret.v1\n"
 ERASED = "erased"
 
 
@@ -139,10 +137,6 @@ def open_sealed(data_key: bytes, sealed: dict[str, str], context: bytes) -> str:
 
 def is_sealed(value: object) -> bool:
     return isinstance(value, dict) and set(value) == {"sealed", "key_id"}
-
-
-def derive_secret(master_secret: bytes, purpose: str) -> bytes:
-    return hmac.new(master_secret, SECRET_DOMAIN + purpose.encode(), hashlib.sha256).digest()
 
 
 def _pad(data: bytes) -> bytes:

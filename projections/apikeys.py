@@ -57,10 +57,6 @@ class Principal:
     agency: str | None
     name: str
 
-    @property
-    def reads_every_agency(self) -> bool:
-        return self.agency is None
-
     def may_see_agency(self, agency: str | None) -> bool:
         return self.agency is None or self.agency == agency
 

@@ -22,7 +22,7 @@ data erasable early.
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -78,14 +78,7 @@ class Revealed:
     status: str  # "revealed", "erased", "restricted" or "unreadable"
 
     def as_json(self) -> dict[str, Any]:
-        return {
-            "seq": self.seq,
-            "path": self.path,
-            "party_id": self.party_id,
-            "field": self.field,
-            "value": self.value,
-            "status": self.status,
-        }
+        return asdict(self)
 
 
 class PersonalData:

@@ -31,7 +31,7 @@ from domain import merkle
 from domain.case import case_stream_id
 from domain.envelope import Record, check_record, format_recorded_at
 from domain.errors import LedgerIntegrityError, ProofError
-from domain.signing import LedgerKey, TreeHead, verify_tree_head
+from domain.signing import LedgerKey, TreeHead
 from projections.follower import LedgerProjection, View
 from projections.marks import EventMarks
 from projections.store import Ledger
@@ -400,12 +400,6 @@ class TransparencyLog:
             params.append(last)
         return {int(row["seq"]): row["event_hash"] for row in self.db.query(statement, params)}
 
-    def sealed_length(self, case_id: str) -> int:
-        row = self.db.query_one(
-            "SELECT MAX(seq) AS seq FROM log_leaves WHERE case_id = ?", [case_id]
-        )
-        return int(row["seq"]) if row and row["seq"] is not None else 0
-
     def inclusion(
         self, leaf: dict[str, Any], head: TreeHead, reader: NodeReader | None = None
     ) -> InclusionProof:
@@ -485,10 +479,6 @@ class TransparencyLog:
             "ORDER BY tree_size"
         )
         return [_head(row) for row in rows]
-
-    def verify_heads(self, public_key: bytes) -> None:
-        for head in self.all_tree_heads():
-            verify_tree_head(head, public_key)
 
 
 def _suffix_hash(start: int, size: int, border: list[bytes]) -> bytes:
