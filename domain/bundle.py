@@ -57,6 +57,7 @@ from domain.errors import BundleError, ProofError, SignatureError
 from domain.signing import (
     CaseHead,
     TreeHead,
+    is_count,
     load_public_key,
     log_id_of,
     strict_base64,
@@ -210,12 +211,6 @@ def _integer(text: str) -> int:
             return value
     shown = text if len(text) <= 24 else text[:24] + "…"
     raise _Refused(f"the integer {shown} is beyond ±(2^53 − 1), which a double cannot hold")
-
-
-def _is_count(value: Any, *, minimum: int) -> bool:
-    """A whole number a bundle may hold: bool (an int subclass) and anything a double
-    cannot hold exactly are refused, whether parsed here or handed over as a dict."""
-    return type(value) is int and minimum <= value <= MAX_EXACT_INTEGER
 
 
 _STRICT_JSON = json.JSONDecoder(
@@ -420,11 +415,11 @@ def _check_events(events: list[Any], case_id: str, head: TreeHead, case_head: Ca
         record, leaf_index = entry["record"], entry["leaf_index"]
         if type(record) is not dict:
             raise BundleCheckFailed("format", f"events[{index}].record must be a JSON object")
-        if not _is_count(leaf_index, minimum=0):
+        if not is_count(leaf_index, minimum=0):
             raise BundleCheckFailed(
                 "format", f"events[{index}].leaf_index must be a whole number from 0 to 2^53 − 1"
             )
-        if not _is_count(record.get("seq"), minimum=1):
+        if not is_count(record.get("seq"), minimum=1):
             raise BundleCheckFailed(
                 "format", f"events[{index}].record's seq must be a whole number from 1 to 2^53 − 1"
             )
@@ -515,7 +510,7 @@ def _check_later_head(
         later_head = _check_tree_head(later, public_key, "the later tree head")
 
     first, second = consistency["first"], consistency["second"]
-    if not (_is_count(first, minimum=1) and _is_count(second, minimum=1)):
+    if not (is_count(first, minimum=1) and is_count(second, minimum=1)):
         raise BundleCheckFailed(
             "consistency",
             "the consistency proof's first and second must be whole numbers from 1 to 2^53 − 1",

@@ -399,11 +399,16 @@ def _signed_fields(data: Any, what: str, names: tuple[str, ...]) -> dict[str, An
     return data
 
 
+def is_count(value: Any, *, minimum: int) -> bool:
+    """A whole number a signed document may hold: bool (an int subclass), 3.0 and anything
+    a double cannot hold exactly are refused, whether parsed from text or handed over."""
+    return type(value) is int and minimum <= value <= MAX_EXACT_INTEGER
+
+
 def _whole_number(what: str, name: str, value: Any, *, minimum: int) -> int:
-    # bool is an int subclass and 3.0 equals 3: neither is accepted for a count.
-    if type(value) is not int or not minimum <= value <= MAX_EXACT_INTEGER:
+    if not is_count(value, minimum=minimum):
         raise SignatureError(f"{what}'s {name} must be a whole number from {minimum} to 2^53 - 1")
-    return value
+    return int(value)
 
 
 def _hex_hash(what: str, name: str, value: Any) -> str:
