@@ -20,6 +20,15 @@ CASE_ID = {"type": "string", "pattern": "^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"}
 PARTY_ID = {"type": "string", "pattern": ID_PATTERN.pattern, "description": ID_RULE}
 
 
+EVENT_REF = {
+    "type": "object",
+    "description": "One event of the case, by seq and hash",
+    "required": ["seq", "hash"],
+    "additionalProperties": False,
+    "properties": {"seq": {"type": "integer", "minimum": 1}, "hash": HASH},
+}
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -565,35 +574,75 @@ def _schemas() -> dict[str, Any]:
             },
         },
         "Catalogue": {"type": "object"},
+        "VerdictEvent": {
+            "type": "object",
+            "description": "An event a verdict cites, and what it is cited for",
+            "required": ["seq", "hash", "type", "role"],
+            "additionalProperties": False,
+            "properties": {
+                "seq": {"type": "integer", "minimum": 1},
+                "hash": HASH,
+                "type": {"type": "string"},
+                "role": {
+                    "description": "trigger, activation, satisfies, late, stale, failing, "
+                    "subject, context, waiver or lapse (docs/policy.md)",
+                    "type": "string",
+                },
+                "late_entry": {"const": True},
+                "corrected_by": {"type": "integer"},
+            },
+        },
         "Verdict": {
             "type": "object",
             "required": [
+                "case_id",
                 "obligation",
+                "rule",
                 "status",
+                "severity",
+                "basis",
+                "source",
                 "due",
                 "settled_at",
                 "accountable",
                 "performer",
                 "supervisor",
+                "trigger",
+                "activated_by",
                 "evidence",
-                "source",
-                "basis",
+                "flags",
+                "reason",
+                "policy",
             ],
+            "additionalProperties": False,
             "properties": {
+                "case_id": CASE_ID,
                 "obligation": {"type": "string"},
+                "rule": {"type": ["string", "null"], "description": "null: a one-rule obligation"},
                 "status": {"enum": list(STATUSES)},
+                "severity": {"type": "string"},
+                "basis": {"type": "string"},
+                "source": {"type": "string"},
                 "due": {"type": ["string", "null"]},
                 "settled_at": {"type": ["string", "null"]},
                 "accountable": {"type": ["string", "null"]},
                 "performer": {"type": ["string", "null"]},
                 "supervisor": {"type": ["string", "null"]},
+                "trigger": {"oneOf": [EVENT_REF, {"type": "null"}]},
+                "activated_by": {"oneOf": [EVENT_REF, {"type": "null"}]},
                 "client_share": {"type": "object"},
-                "evidence": {"type": "array", "items": {"type": "object"}},
-                "source": {"type": "string"},
-                "basis": {"type": "string"},
-                "severity": {"type": "string"},
+                "evidence": {"type": "array", "items": _ref("VerdictEvent")},
                 "flags": {"type": "array", "items": {"type": "string"}},
                 "reason": {"type": "string"},
+                "policy": {
+                    "type": "object",
+                    "required": ["id", "version", "sha256"],
+                    "properties": {
+                        "id": {"type": "string"},
+                        "version": {"type": ["string", "integer"]},
+                        "sha256": HASH,
+                    },
+                },
             },
         },
         "Attribution": {

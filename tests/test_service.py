@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from types import SimpleNamespace
 
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import Route
 from starlette.testclient import TestClient
@@ -12,6 +13,7 @@ from starlette.testclient import TestClient
 from api.app import routes
 from api.problems import KINDS
 from projections.runtime import Runtime
+from tests.test_scenario_verdicts import SCENARIOS, read_scenario, scenario_verdicts
 
 
 def test_openapi_document_is_valid_openapi_3_1(client: TestClient) -> None:
@@ -98,3 +100,22 @@ def test_healthz_says_why_a_view_fails_only_to_an_unscoped_key(
 def test_every_response_carries_a_request_id(client: TestClient) -> None:
     assert re.fullmatch(r"[0-9a-f]{16}", client.get("/healthz").headers["x-request-id"])
     assert client.get("/v1/nowhere").headers["x-request-id"]
+
+
+def test_every_scenario_verdict_is_exactly_what_the_openapi_document_says(
+    client: TestClient,
+) -> None:
+    """The Verdict schema forbids fields it does not name, so a field added to verdicts
+    without documenting it (as rule, trigger and policy once were) fails here."""
+    document = client.get("/openapi.json").json()
+    schema = {"$ref": "#/components/schemas/Verdict", "components": document["components"]}
+    validator = Draft202012Validator(schema)
+
+    checked = 0
+    for path in SCENARIOS:
+        for verdicts in scenario_verdicts(read_scenario(path)).values():
+            for verdict in verdicts:
+                errors = [error.message for error in validator.iter_errors(verdict.as_json())]
+                assert not errors, (path.name, verdict.obligation, errors)
+                checked += 1
+    assert checked > 300
