@@ -217,6 +217,27 @@ def test_the_desk_works_from_the_keyboard_alone(page: Page, desk_ledger: DeskLed
     expect(page).to_have_url(re.compile(r"/desk/sign-in"))
 
 
+@pytest.mark.parametrize("width", [1280, 800, 390])
+def test_pages_fit_the_window_and_late_entries_stay_readable(
+    page: Page, desk_ledger: DeskLedger, width: int
+) -> None:
+    """A trial found the late-entry badge's style on every late event (orange, no line
+    wrapping) and a long agent label pushing the page 126 px wider than the window."""
+    page.set_viewport_size({"width": width, "height": 900})
+    sign_in(page, desk_ledger.compliance)
+    for path in ("/desk/cases", "/desk/reports", "/desk/verify", "/desk/cases/d02-sale"):
+        page.goto(path)
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"{path} is {overflow} px wider than a {width} px window"
+
+    late_events = page.locator("ol.timeline > li.late-entry")
+    expect(late_events.first).to_be_visible()
+    for index in range(late_events.count()):
+        entry = late_events.nth(index)
+        assert entry.evaluate("e => getComputedStyle(e).whiteSpace") == "normal"
+        assert entry.evaluate("e => e.scrollWidth <= e.clientWidth")
+
+
 def test_an_unknown_case_shows_the_desks_error_page(page: Page, desk_ledger: DeskLedger) -> None:
     sign_in(page, desk_ledger.compliance)
     response = page.goto("/desk/cases/no-such-case")
